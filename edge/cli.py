@@ -1,0 +1,83 @@
+"""`station <verb>` (also `python -m edge`): one command line for training and the device.
+
+Each verb names the module that runs it; the module is imported only when its verb is used, so the
+device, which installs only the edge extra, never loads Keras or TensorFlow to run or bench.
+Exit codes: 0 success, 2 bad input (one line naming what is wrong), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from edge import __version__
+from edge.errors import BadInput
+from edge.metrics import MIN_AREA_PX
+
+HANDLERS = {"train": "training.train", "eval": "edge.evaluate"}
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a segmentation model on a folder dataset",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="folder dataset: images/, masks/ (or LabelMe JSON), optional index.csv")
+    p.add_argument("--out", required=True, help="run folder: model.keras, model.json, last.keras, log.csv")
+    p.add_argument("--arch", default="attention_unet", choices=["attention_unet", "unet"], help="model architecture")
+    p.add_argument("--epochs", type=int, default=100, help="maximum epochs")
+    p.add_argument("--batch", type=int, default=8, help="batch size")
+    p.add_argument("--input-size", type=int, default=256, help="crop and model input side, divisible by 2**depth")
+    p.add_argument("--base-filters", type=int, default=16, help="filters of the first level, doubled per level")
+    p.add_argument("--depth", type=int, default=4, help="number of down-sampling levels")
+    p.add_argument("--upsampling", default="transpose", choices=["transpose", "resize"], help="transposed conv or bilinear resize + conv")
+    p.add_argument("--channels", type=int, default=0, choices=[0, 1, 3], help="0: 1 if the images are gray, else 3")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, halved when val Dice stalls")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run")
+    p.add_argument("--epoch-size", type=int, default=512, help="training crops per epoch")
+    p.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val Dice")
+    p.add_argument("--time", type=float, default=0, help="stop after the epoch that passes this many minutes (0: no limit)")
+    p.add_argument("--resize", action="store_true", help="train on whole images resized to the input size, not crops")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels when whole images are tiled")
+    p.add_argument("--bce-weight", type=float, default=1.0, help="weight of the cross-entropy loss")
+    p.add_argument("--dice-weight", type=float, default=1.0, help="weight of the soft Dice loss")
+    p.add_argument("--focal-gamma", type=float, default=0.0, help="> 0 turns the cross-entropy into focal loss")
+    p.add_argument("--resume", action="store_true", help="continue RUN/last.keras from its last epoch")
+    p.add_argument("--distribute", action="store_true",
+                   help="data-parallel over all devices (MirroredStrategy on tensorflow, DataParallel on jax)")
+    p.add_argument("--skip-bad", action="store_true", help="list and skip bad image/mask pairs instead of stopping")
+    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras progress: 0 none, 1 bar, 2 a line per epoch")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="Dice, IoU, precision, recall and image-level rates of a model",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="model file (.keras) with its .json card beside it")
+    p.add_argument("--data", required=True, help="folder dataset")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the card's, picked on val)")
+    p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--skip-bad", action="store_true", help="list and skip bad image/mask pairs instead of stopping")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `station` argument parser with every verb."""
+    p = argparse.ArgumentParser(prog="station", description="Edge inspection station: train, evaluate and run defect segmentation.")
+    p.add_argument("--version", action="version", version=f"station {__version__}")
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    _add_train(sub)
+    _add_eval(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb; returns the process exit code."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return importlib.import_module(HANDLERS[args.verb]).run(args)
+    except BadInput as exc:
+        print(f"station {args.verb}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,56 @@
+"""Load a model file as a `predict` function: uint8 batch (N, h, w, C) -> probabilities (N, h, w).
+
+    predict, card = load_predictor("runs/crack/model.keras")
+
+`.keras` files need Keras (the `train` extra) and are imported only when asked for, so the edge
+runtime itself never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.card import ModelCard
+from edge.errors import BadInput
+from edge.segment import Predict
+
+KERAS_BATCH = 16
+
+
+def _keras_predictor(path: Path) -> Predict:
+    try:
+        import keras
+    except ImportError:
+        raise BadInput(f"{path}: .keras models need Keras; install the train extra (pip install .[train])") from None
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a file that is not a model
+        raise BadInput(f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    return keras_predict(model)
+
+
+def keras_predict(model) -> Predict:
+    """A Keras model as a predict function, run in batches of KERAS_BATCH."""
+    import keras
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        out = [
+            keras.ops.convert_to_numpy(model(batch[i : i + KERAS_BATCH].astype(np.float32), training=False))
+            for i in range(0, len(batch), KERAS_BATCH)
+        ]
+        return np.concatenate(out)[..., 0]
+
+    return predict
+
+
+def load_predictor(path: str | Path) -> tuple[Predict, ModelCard]:
+    """The model at `path` as a predict function, with its card; BadInput for a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: model file not found")
+    card = ModelCard.load(path)
+    if path.suffix == ".keras":
+        return _keras_predictor(path), card
+    raise BadInput(f"{path}: unsupported model file (expected .keras)")

@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+EDGE = ["numpy>=1.26", "opencv-python-headless>=4.8", "pyyaml>=6", "pyserial>=3.5", "tqdm>=4.66",
+        "ai-edge-litert>=2.0; platform_system == 'Linux'"]
+
+setup(
+    name="inspection-station",
+    version="0.1.0",
+    description="Edge inspection station: Attention U-Net defect segmentation, int8 TFLite, reject gate over serial",
+    python_requires=">=3.10",
+    packages=find_packages(include=["edge", "edge.*", "training", "training.*", "quantize", "quantize.*"]),
+    install_requires=["numpy>=1.26", "opencv-python-headless>=4.8", "pyyaml>=6", "tqdm>=4.66"],
+    extras_require={
+        "edge": EDGE,
+        "train": EDGE + ["keras>=3.6", "tensorflow-cpu>=2.18; platform_machine == 'x86_64'",
+                         "tensorflow>=2.18; platform_machine != 'x86_64'"],
+        "dev": ["pytest>=8"],
+    },
+    entry_points={"console_scripts": ["station = edge.cli:main"]},
+)

@@ -1,0 +1,89 @@
+"""U-Net and Attention U-Net (Oktay et al. 2018) in backend-agnostic Keras 3.
+
+    model = build_model("attention_unet", input_size=256, channels=3)
+    model(raw_pixels_0_255)  # -> (N, H, W, 1) defect probability
+
+Both share one encoder/decoder; the Attention U-Net puts an additive attention gate on every skip
+connection, gated by the coarser decoder signal. Blocks are Conv -> BatchNorm -> ReLU (the BN
+folds into the conv at export) and the model scales pixels itself, so it takes raw 0-255 input.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+ARCHITECTURES = ("attention_unet", "unet")
+UPSAMPLING = ("transpose", "resize")
+
+
+def conv_bn_relu(x, filters: int, name: str, kernel: int = 3):
+    """Conv (no bias) -> BatchNorm -> ReLU."""
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def conv_block(x, filters: int, name: str):
+    """Two Conv-BN-ReLU layers: one U-Net level."""
+    return conv_bn_relu(conv_bn_relu(x, filters, f"{name}_a"), filters, f"{name}_b")
+
+
+def attention_gate(skip, gating, inter_filters: int, name: str):
+    """Additive attention gate: skip * sigmoid(psi(relu(theta(skip) + phi(gating)))).
+
+    `gating` is the coarser signal at half the skip's resolution; theta downsamples the skip by a
+    strided conv to meet it, and the coefficients are upsampled back to weight the skip pixels.
+    """
+    theta = layers.Conv2D(inter_filters, 2, strides=2, use_bias=False, name=f"{name}_theta")(skip)
+    phi = layers.Conv2D(inter_filters, 1, name=f"{name}_phi")(gating)
+    f = layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")([theta, phi]))
+    psi = layers.Conv2D(1, 1, activation="sigmoid", name=f"{name}_psi")(f)
+    alpha = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_alpha")(psi)
+    return layers.Multiply(name=f"{name}_gated")([skip, alpha])
+
+
+def upsample(x, filters: int, mode: str, name: str):
+    """Double the resolution by a transposed conv or by bilinear resize + conv."""
+    if mode == "transpose":
+        x = layers.Conv2DTranspose(filters, 2, strides=2, use_bias=False, name=f"{name}_tconv")(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(x)
+    return conv_bn_relu(x, filters, name)
+
+
+def build_model(
+    arch: str = "attention_unet",
+    input_size: int | tuple[int, int] = 256,
+    channels: int = 3,
+    base_filters: int = 16,
+    depth: int = 4,
+    upsampling: str = "transpose",
+) -> keras.Model:
+    """A U-Net (`unet`) or Attention U-Net (`attention_unet`) taking raw 0-255 pixels."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch: expected one of {ARCHITECTURES}, got {arch!r}")
+    if upsampling not in UPSAMPLING:
+        raise ValueError(f"upsampling: expected one of {UPSAMPLING}, got {upsampling!r}")
+    height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
+    if height % 2**depth or width % 2**depth:
+        raise ValueError(f"input size {height}x{width} must be divisible by 2**depth = {2**depth}")
+    inputs = keras.Input((height, width, channels), name="pixels")
+    x = layers.Rescaling(1 / 255.0, name="scale")(inputs)
+    skips = []
+    for level in range(depth):
+        x = conv_block(x, base_filters * 2**level, f"enc{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = conv_block(x, base_filters * 2**depth, "bottleneck")
+    for level in reversed(range(depth)):
+        filters = base_filters * 2**level
+        skip = skips[level]
+        if arch == "attention_unet":
+            skip = attention_gate(skip, x, max(filters // 2, 1), f"gate{level}")
+        x = upsample(x, filters, upsampling, f"up{level}")
+        x = layers.Concatenate(name=f"cat{level}")([x, skip])
+        x = conv_block(x, filters, f"dec{level}")
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="defect")(x)
+    return keras.Model(inputs, outputs, name=arch)

@@ -1,0 +1,93 @@
+"""Synthetic surface-defect data: thin dark cracks and blobs on a noisy, unevenly lit texture.
+
+    python -m training.synthetic --out data/synth --images 60
+
+Writes a folder dataset (images/, masks/, index.csv) whose masks are exactly what was drawn.
+Used by the tests and the demo, since the real datasets may not be redistributed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def surface(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A gray texture: smoothed noise plus a lighting gradient, float32 0-255."""
+    noise = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), 2.0)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    light = 30 * (xx / width - 0.5) * rng.uniform(-1, 1) + 20 * (yy / height - 0.5) * rng.uniform(-1, 1)
+    return 150 + 25 * noise / (noise.std() + 1e-6) + light
+
+
+def draw_defects(rng: np.random.Generator, shape: tuple[int, int], count: int) -> np.ndarray:
+    """A 0/1 mask of `count` defects: random thin polylines (cracks) or small ellipses (pits)."""
+    height, width = shape
+    mask = np.zeros(shape, np.uint8)
+    for _ in range(count):
+        if rng.random() < 0.7:
+            points = [rng.uniform((0, 0), (width, height))]
+            for _ in range(int(rng.integers(3, 7))):
+                points.append(points[-1] + rng.normal(0, max(height, width) / 8, 2))
+            pts = np.round(np.array(points)).astype(np.int32)
+            cv2.polylines(mask, [pts], False, 1, int(rng.integers(2, 4)))
+        else:
+            centre = tuple(int(v) for v in rng.uniform((0, 0), (width, height)))
+            axes = tuple(int(v) for v in rng.integers(3, 9, 2))
+            cv2.ellipse(mask, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    return mask
+
+
+def sample(rng: np.random.Generator, height: int, width: int, channels: int = 3, clean: bool = False):
+    """One uint8 image (HxWxC) and its 0/1 mask; `clean` images have no defect."""
+    mask = np.zeros((height, width), np.uint8) if clean else draw_defects(rng, (height, width), int(rng.integers(1, 4)))
+    image = surface(rng, height, width) - 70 * mask
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    if channels == 3:
+        tint = rng.uniform(0.85, 1.15, 3)
+        image = np.clip(image[..., None] * tint, 0, 255).astype(np.uint8)
+    else:
+        image = image[..., None]
+    return image, mask
+
+
+def write_dataset(out: str | Path, images: int = 40, size: tuple[int, int] = (160, 224), channels: int = 3,
+                  clean_fraction: float = 0.2, seed: int = 0) -> Path:
+    """Write a folder dataset of `images` samples (70/15/15 split in index.csv); returns `out`."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(images):
+        image, mask = sample(rng, *size, channels=channels, clean=rng.random() < clean_fraction)
+        name = f"{i:04d}"
+        cv2.imwrite(str(out / "images" / f"{name}.png"), image[..., ::-1] if channels == 3 else image)
+        cv2.imwrite(str(out / "masks" / f"{name}.png"), mask * 255)
+        split = "train" if i < 0.7 * images else "val" if i < 0.85 * images else "test"
+        rows.append({"id": name, "split": split})
+    with (out / "index.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["id", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--images", type=int, default=40, help="number of images")
+    p.add_argument("--height", type=int, default=160, help="image height")
+    p.add_argument("--width", type=int, default=224, help="image width")
+    p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="1 gray, 3 RGB")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    a = p.parse_args()
+    print(f"wrote {write_dataset(a.out, a.images, (a.height, a.width), a.channels, seed=a.seed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""`station train`: fit a U-Net or Attention U-Net on a folder dataset and write its model card.
+
+    station train --data data/crackforest --out runs/crack --arch attention_unet --epochs 60
+
+RUN/model.keras is the best epoch by val Dice (measured on whole val images, tiled as the edge
+tiles them), RUN/last.keras the latest (for --resume), RUN/log.csv one row per epoch. At the end
+the threshold with the best val Dice is picked and the val and test metrics go into RUN/model.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from edge.card import InputSpec, ModelCard, Preprocess
+from edge.dataset import fingerprint, image_channels, list_samples, read_pairs
+from edge.errors import BadInput
+from edge.evaluate import predict_maps
+from edge.metrics import best_threshold, evaluate_maps
+from edge.predictors import keras_predict
+from training.data import CropDataset
+from training.losses import IoU, Dice, SegmentationLoss
+from training.models import build_model
+
+log = logging.getLogger(__name__)
+
+
+class WholeImageValidation(keras.callbacks.Callback):
+    """Adds val_dice and val_iou, measured on whole val images at threshold 0.5, to the epoch logs."""
+
+    def __init__(self, pairs, card: ModelCard):
+        super().__init__()
+        self.images, self.masks, self.card = [p[1] for p in pairs], [p[2] for p in pairs], card
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = predict_maps(self.images, keras_predict(self.model), self.card)
+        scores = evaluate_maps(probs, self.masks, threshold=0.5)
+        logs["val_dice"], logs["val_iou"] = scores["dice"], scores["iou"]
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training after the epoch that crosses `minutes` of wall time."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds, self.start = minutes * 60, time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.seconds and time.monotonic() - self.start > self.seconds:
+            log.warning("time limit of %.0f min reached after epoch %d", self.seconds / 60, epoch + 1)
+            self.model.stop_training = True
+
+
+def distribution_scope(enabled: bool):
+    """Data parallelism over every visible device with the backend's own engine."""
+    if not enabled:
+        return contextlib.nullcontext()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy().scope()
+    if backend == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        return contextlib.nullcontext()
+    raise BadInput(f"--distribute: not available on the {backend} backend (use tensorflow or jax)")
+
+
+def _seed_everything(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def _read_log(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run(args) -> int:
+    """The `station train` verb."""
+    started = time.monotonic()
+    out = Path(args.out)
+    samples = list_samples(args.data)
+    by_split = {s: [x for x in samples if x.split == s] for s in ("train", "val", "test")}
+    for split in ("train", "val"):
+        if not by_split[split]:
+            raise BadInput(f"{args.data}: no images in split {split!r} (training needs train and val)")
+    channels = args.channels or image_channels(by_split["train"][0].image)
+    train_pairs, skipped = read_pairs(by_split["train"], channels, args.skip_bad)
+    val_pairs, skipped_val = read_pairs(by_split["val"], channels, args.skip_bad)
+    for image, reason in skipped + skipped_val:
+        print(f"skipped {image}: {reason}")
+
+    card = ModelCard(
+        name=f"{Path(args.data).name}_{args.arch}",
+        input=InputSpec(args.input_size, args.input_size, channels, "RGB" if channels == 3 else "GRAY"),
+        preprocess=Preprocess(mode="resize" if args.resize else "tile", overlap=args.overlap),
+        architecture={"arch": args.arch, "base_filters": args.base_filters, "depth": args.depth,
+                      "upsampling": args.upsampling},
+    )
+    _seed_everything(args.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    history = _read_log(out / "log.csv") if args.resume else []
+    with distribution_scope(args.distribute):
+        if history and (out / "last.keras").is_file():
+            model = keras.saving.load_model(out / "last.keras")
+            print(f"resuming {out / 'last.keras'} after epoch {len(history)}")
+        else:
+            history = []
+            model = build_model(args.arch, args.input_size, channels, args.base_filters, args.depth, args.upsampling)
+            model.compile(
+                optimizer=keras.optimizers.Adam(args.lr),
+                loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma),
+                metrics=[Dice(), IoU()],
+            )
+    batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
+    best_so_far = max((float(row["val_dice"]) for row in history), default=None)
+    callbacks = [
+        WholeImageValidation(val_pairs, card),
+        keras.callbacks.ModelCheckpoint(out / "model.keras", monitor="val_dice", mode="max", save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.ModelCheckpoint(out / "last.keras"),
+        keras.callbacks.CSVLogger(out / "log.csv", append=bool(history)),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_dice", mode="max", factor=0.5, patience=max(args.patience // 3, 1)),
+        keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=args.patience),
+        TimeLimit(args.time),
+    ]
+    model.fit(batches, epochs=args.epochs, initial_epoch=len(history), callbacks=callbacks, verbose=args.verbose)
+
+    best = keras.saving.load_model(out / "model.keras")
+    predict = keras_predict(best)
+    val_probs = predict_maps([p[1] for p in val_pairs], predict, card)
+    val_masks = [p[2] for p in val_pairs]
+    card.threshold = best_threshold(val_probs, val_masks)
+    card.metrics = {"val": evaluate_maps(val_probs, val_masks, card.threshold)}
+    if by_split["test"]:
+        test_pairs, _ = read_pairs(by_split["test"], channels, args.skip_bad)
+        test_probs = predict_maps([p[1] for p in test_pairs], predict, card)
+        card.metrics["test"] = evaluate_maps(test_probs, [p[2] for p in test_pairs], card.threshold)
+    epochs = _read_log(out / "log.csv")
+    card.training = {
+        "data": Path(args.data).name,
+        "data_hash": fingerprint(by_split["train"] + by_split["val"]),
+        "images": {s: len(v) for s, v in by_split.items()},
+        "skipped": len(skipped) + len(skipped_val),
+        "epochs": len(epochs),
+        "best_epoch": 1 + int(np.argmax([float(r["val_dice"]) for r in epochs])),
+        "wall_time_s": round(time.monotonic() - started, 1),
+        "params": best.count_params(),
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        **{k: getattr(args, k) for k in ("seed", "batch", "lr", "epoch_size", "bce_weight", "dice_weight",
+                                          "focal_gamma", "distribute")},
+    }
+    card.save(out / "model.keras")
+    summary = ", ".join(f"{split} dice {m['dice']:.4f} iou {m['iou']:.4f}" for split, m in card.metrics.items())
+    print(f"threshold {card.threshold:.2f} (best val Dice); {summary}")
+    print(f"results saved to {out} (model.keras, model.json, log.csv) in {card.training['wall_time_s']:.0f} s")
+    return 0
