@@ -51,7 +51,7 @@ def has_defect(pred: np.ndarray, min_area_px: int) -> bool:
 def best_threshold(
     probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], grid: np.ndarray | None = None
 ) -> float:
-    """The threshold on `grid` (default 0.05..0.95 by 0.01) with the best global Dice."""
+    """The threshold on `grid` (default 0.05..0.95 by 0.01) with the best global Dice (mid-plateau on ties)."""
     grid = np.round(np.arange(0.05, 0.951, 0.01), 2) if grid is None else np.asarray(grid)
     pos, neg = np.zeros(BINS, np.int64), np.zeros(BINS, np.int64)
     for prob, mask in zip(probs, masks):
@@ -64,7 +64,8 @@ def best_threshold(
     tp, fp = pos_at_least[idx], neg_at_least[idx]
     fn = pos.sum() - tp
     dice = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0)
-    return float(grid[int(np.argmax(dice))])
+    tied = np.flatnonzero(dice >= dice.max() - 1e-12)
+    return float(grid[tied[len(tied) // 2]])  # the middle of a plateau keeps a margin on both sides
 
 
 def evaluate_maps(

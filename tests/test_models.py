@@ -1,0 +1,89 @@
+import keras
+import numpy as np
+import pytest
+
+from training.losses import Dice, IoU, SegmentationLoss
+from training.models import attention_gate, build_model
+
+
+@pytest.mark.parametrize("arch", ["attention_unet", "unet"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("upsampling", ["transpose", "resize"])
+def test_builders_give_the_right_shapes(arch, channels, upsampling):
+    model = build_model(arch, (64, 96), channels, base_filters=4, depth=3, upsampling=upsampling)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 96, channels)).astype("float32")
+    y = keras.ops.convert_to_numpy(model(x))
+    assert model.input_shape == (None, 64, 96, channels)
+    assert y.shape == (2, 64, 96, 1)
+    assert ((y >= 0) & (y <= 1)).all()
+
+
+def test_attention_unet_gates_every_skip_and_unet_none():
+    gated = build_model("attention_unet", 64, 3, base_filters=4, depth=3)
+    plain = build_model("unet", 64, 3, base_filters=4, depth=3)
+    assert sorted(l.name for l in gated.layers if l.name.endswith("_gated")) == ["gate0_gated", "gate1_gated", "gate2_gated"]
+    assert not [l for l in plain.layers if l.name.startswith("gate")]
+
+
+def test_every_conv_is_followed_by_batchnorm_then_relu():
+    model = build_model("attention_unet", 64, 3, base_filters=4, depth=2)
+    names = [l.name for l in model.layers]
+    for conv in [n for n in names if n.endswith("_conv")]:
+        stem = conv[: -len("_conv")]
+        assert f"{stem}_bn" in names and f"{stem}_relu" in names
+        assert model.get_layer(f"{stem}_bn").input is model.get_layer(conv).output
+
+
+def test_input_size_must_fit_the_depth():
+    with pytest.raises(ValueError, match="divisible"):
+        build_model("unet", 100, 3, depth=4)
+
+
+def _gate_model():
+    skip, gating = keras.Input((16, 16, 4)), keras.Input((8, 8, 8))
+    model = keras.Model([skip, gating], attention_gate(skip, gating, 2, "g"))
+    return model, model.get_layer("g_psi")
+
+
+@pytest.mark.parametrize("bias, expect_zero", [(-50.0, True), (50.0, False)])
+def test_attention_gate_really_gates(bias, expect_zero):
+    model, psi = _gate_model()
+    kernel, _ = psi.get_weights()
+    psi.set_weights([np.zeros_like(kernel), np.array([bias], "float32")])
+    rng = np.random.default_rng(0)
+    skip = rng.uniform(1, 2, (1, 16, 16, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(model([skip, rng.normal(size=(1, 8, 8, 8)).astype("float32")]))
+    np.testing.assert_allclose(out, 0 if expect_zero else skip, atol=1e-5)
+
+
+def test_model_with_loss_and_metrics_reloads(tmp_path):
+    model = build_model("attention_unet", 32, 1, base_filters=4, depth=2)
+    model.compile(optimizer="adam", loss=SegmentationLoss(1.0, 0.5, focal_gamma=2.0), metrics=[Dice(), IoU()])
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)).astype("float32")
+    y = (x > 200).astype("float32")
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    assert again.loss.get_config()["dice"] == 0.5 and again.loss.get_config()["focal_gamma"] == 2.0
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(again(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-6)
+
+
+def test_keras_metrics_count_like_the_edge_metrics():
+    from edge.metrics import counts, pixel_scores
+
+    rng = np.random.default_rng(3)
+    truth = (rng.random((4, 16, 16, 1)) < 0.2).astype("float32")
+    prob = rng.random((4, 16, 16, 1)).astype("float32")
+    expected = pixel_scores(*counts(prob >= 0.5, truth > 0))
+    for metric, key in ((Dice(), "dice"), (IoU(), "iou")):
+        metric.update_state(truth[:2], prob[:2])
+        metric.update_state(truth[2:], prob[2:])
+        assert float(metric.result()) == pytest.approx(expected[key], abs=1e-6)
+
+
+def test_focal_term_lowers_the_loss_of_easy_pixels():
+    y = np.zeros((1, 4, 4, 1), "float32")
+    p = np.full((1, 4, 4, 1), 0.1, "float32")
+    plain = float(SegmentationLoss(1.0, 0.0)(y, p))
+    focal = float(SegmentationLoss(1.0, 0.0, focal_gamma=2.0)(y, p))
+    assert focal == pytest.approx(plain * 0.1**2, rel=1e-4)

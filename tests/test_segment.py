@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from edge.card import InputSpec, ModelCard, Preprocess
+from edge.segment import probability_map, tile_origins
+
+
+@pytest.mark.parametrize("length, tile, overlap", [(480, 128, 32), (128, 128, 32), (300, 64, 0), (100, 128, 32)])
+def test_tiles_cover_the_length_with_the_overlap(length, tile, overlap):
+    origins = tile_origins(length, tile, overlap)
+    assert origins[0] == 0 and origins[-1] + tile >= length
+    assert all(b - a <= tile - overlap for a, b in zip(origins, origins[1:]))
+
+
+def _card(mode, stitch="mean", channels=1):
+    return ModelCard("t", InputSpec(32, 32, channels, "GRAY" if channels == 1 else "RGB"), Preprocess(mode, 8, stitch))
+
+
+def _brightness(batch):
+    assert batch.shape[1:3] == (32, 32) and batch.dtype == np.uint8
+    return batch[..., 0].astype(np.float32) / 255.0
+
+
+@pytest.mark.parametrize("shape", [(20, 25), (32, 32), (70, 101)])
+@pytest.mark.parametrize("stitch", ["mean", "max"])
+def test_tiled_map_reassembles_the_frame_exactly(shape, stitch):
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 1), dtype=np.uint8)
+    prob = probability_map(image, _brightness, _card("tile", stitch))
+    assert prob.shape == shape
+    np.testing.assert_allclose(prob, image[..., 0] / 255.0, atol=1e-6)
+
+
+def test_tiles_go_through_one_batched_call():
+    calls = []
+    probability_map(np.zeros((70, 101, 1), np.uint8), lambda b: calls.append(len(b)) or _brightness(b), _card("tile"))
+    assert calls == [3 * 4]
+
+
+def test_resize_mode_maps_back_to_the_frame_size_and_converts_colour():
+    image = np.full((60, 90, 3), 255, np.uint8)
+    prob = probability_map(image, _brightness, _card("resize", channels=1))
+    assert prob.shape == (60, 90)
+    np.testing.assert_allclose(prob, 1.0, atol=1e-6)

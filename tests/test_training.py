@@ -1,0 +1,83 @@
+import csv
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from edge.card import ModelCard
+from edge.cli import main
+
+SMALL = ["--input-size", "64", "--base-filters", "8", "--depth", "3", "--batch", "8", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def trained(synth_rgb, tmp_path_factory):
+    """One short Attention U-Net run on the easy synthetic task."""
+    run = tmp_path_factory.mktemp("run")
+    assert main(["train", "--data", str(synth_rgb), "--out", str(run), "--epochs", "12", "--epoch-size", "256",
+                 "--lr", "3e-3", *SMALL]) == 0
+    return run
+
+
+def test_short_training_on_an_easy_task_reaches_dice_above_0_8(trained, synth_rgb, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", str(trained / "model.keras"), "--data", str(synth_rgb), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["dice"] > 0.8, report
+    assert report["images"] == 7 and report["image_recall"] == 1.0
+    assert "results saved to" in capsys.readouterr().out
+
+
+def test_run_folder_has_model_card_and_log(trained):
+    card = ModelCard.load(trained / "model.keras")
+    assert (card.input.height, card.input.width, card.input.channels) == (64, 64, 3)
+    assert card.architecture["arch"] == "attention_unet" and card.preprocess.mode == "tile"
+    assert 0.05 <= card.threshold <= 0.95
+    assert card.metrics["test"]["dice"] > 0.8 and "val" in card.metrics
+    assert len(card.training["data_hash"]) == 16 and card.training["images"] == {"train": 34, "val": 7, "test": 7}
+    rows = list(csv.DictReader((trained / "log.csv").open()))
+    assert 1 <= len(rows) <= 12 and {"val_dice", "loss", "dice"} <= set(rows[0])
+    best = max(float(r["val_dice"]) for r in rows)
+    assert float(rows[card.training["best_epoch"] - 1]["val_dice"]) == best
+
+
+def test_eval_threshold_comes_from_the_card_unless_given(trained, synth_rgb, tmp_path):
+    card = ModelCard.load(trained / "model.keras")
+    default, forced = tmp_path / "a.json", tmp_path / "b.json"
+    main(["eval", "--model", str(trained / "model.keras"), "--data", str(synth_rgb), "--json", str(default)])
+    main(["eval", "--model", str(trained / "model.keras"), "--data", str(synth_rgb), "--json", str(forced),
+          "--threshold", "0.99"])
+    assert json.loads(default.read_text())["threshold"] == card.threshold
+    assert json.loads(forced.read_text())["threshold"] == 0.99
+
+
+def _weights(path):
+    return keras.saving.load_model(path).get_weights()
+
+
+def test_same_seed_same_model_and_resume_continues(synth_rgb, tmp_path):
+    args = ["--data", str(synth_rgb), "--epoch-size", "16", *SMALL]
+    assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "1", *args]) == 0
+    assert main(["train", "--out", str(tmp_path / "b"), "--epochs", "1", *args]) == 0
+    for wa, wb in zip(_weights(tmp_path / "a" / "last.keras"), _weights(tmp_path / "b" / "last.keras")):
+        np.testing.assert_array_equal(wa, wb)
+    assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "2", "--resume", *args]) == 0
+    rows = list(csv.DictReader((tmp_path / "a" / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+
+
+def test_distribute_trains_with_the_backend_engine(synth_rgb, tmp_path):
+    """MirroredStrategy over the one CPU here; several GPUs are what it is for."""
+    assert main(["train", "--data", str(synth_rgb), "--out", str(tmp_path / "d"), "--epochs", "1",
+                 "--epoch-size", "16", "--distribute", *SMALL]) == 0
+    assert (tmp_path / "d" / "model.keras").is_file()
+
+
+def test_edge_modules_import_without_tensorflow_or_keras():
+    code = ("import sys, edge.cli, edge.evaluate, edge.dataset, edge.metrics, edge.segment, edge.card, edge.predictors;"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax')]; print(bad); sys.exit(bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
