@@ -11,6 +11,9 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
+
+import yaml
 
 from edge import __version__
 from edge.errors import BadInput
@@ -61,20 +64,73 @@ def _add_eval(sub) -> None:
     p.add_argument("--skip-bad", action="store_true", help="list and skip bad image/mask pairs instead of stopping")
 
 
-def parser() -> argparse.ArgumentParser:
-    """The `station` argument parser with every verb."""
+def parser(config: str | None = None) -> argparse.ArgumentParser:
+    """The `station` argument parser with every verb; a config file's sections set their defaults."""
     p = argparse.ArgumentParser(prog="station", description="Edge inspection station: train, evaluate and run defect segmentation.")
     p.add_argument("--version", action="version", version=f"station {__version__}")
-    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
+    p.add_argument("--config", default=None, help="YAML file whose train: and eval: sections set those verbs' defaults")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_train(sub)
     _add_eval(sub)
+    if config:
+        apply_config(sub.choices, config)
     return p
+
+
+KINDS = {int: "an integer", float: "a number", None: "a string"}
+
+
+def _check(action: argparse.Action, key: str, value):
+    """The config value converted as the command line would convert it; BadInput naming the key."""
+    if action.nargs == 0:  # a flag
+        if not isinstance(value, bool):
+            raise BadInput(f"{key}: expected true or false, got {value!r}")
+        return value
+    kind = KINDS[action.type]
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadInput(f"{key}: expected {kind}, got {value!r}")
+    try:
+        value = action.type(value) if action.type else str(value)
+    except ValueError:
+        raise BadInput(f"{key}: expected {kind}, got {value!r}") from None
+    if action.choices is not None and value not in action.choices:
+        raise BadInput(f"{key}: expected one of {list(action.choices)}, got {value!r}")
+    return value
+
+
+def apply_config(verbs: dict[str, argparse.ArgumentParser], path: str) -> None:
+    """Set verb defaults from the YAML file's sections; unknown keys and wrong types are BadInput."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{path}: expected a mapping of sections, got {type(doc).__name__}")
+    for section, values in doc.items():
+        if section not in verbs or not isinstance(values, dict):
+            raise BadInput(f"{path}: {section}: unknown section (expected {', '.join(verbs)}, each a mapping)")
+        actions = {a.dest: a for a in verbs[section]._actions if a.dest != "help"}
+        for key, value in values.items():
+            action = actions.get(str(key).replace("-", "_"))
+            if action is None:
+                raise BadInput(f"{path}: {section}.{key}: unknown key")
+            action.default = _check(action, f"{path}: {section}.{key}", value)
+            action.required = False
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; returns the process exit code."""
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    try:
+        args = parser(pre.parse_known_args(argv)[0].config).parse_args(argv)
+    except BadInput as exc:
+        print(f"station: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return importlib.import_module(HANDLERS[args.verb]).run(args)

@@ -113,3 +113,34 @@ def test_missing_or_empty_folders_exit_2_with_one_line(tmp_path, capsys, setup, 
 def test_eval_of_a_missing_model_exits_2(synth_rgb, tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "nope.keras"), "--data", str(synth_rgb)]) == 2
     assert "nope.keras: model file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train:\n  epochs: ten\n", "train.epochs: expected an integer, got 'ten'"),
+    ("train:\n  epoch: 3\n", "train.epoch: unknown key"),
+    ("train:\n  arch: resnet\n", "train.arch: expected one of ['attention_unet', 'unet'], got 'resnet'"),
+    ("train:\n  resize: 1\n", "train.resize: expected true or false"),
+    ("deploy:\n  x: 1\n", "deploy: unknown section"),
+    ("train: [", "not valid YAML"),
+])
+def test_bad_config_names_the_key_and_exits_2(tmp_path, capsys, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    assert main(["--config", str(tmp_path / "c.yaml"), "train", "--data", "x", "--out", "y"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_config_sets_defaults_and_the_command_line_wins(tmp_path):
+    from edge.cli import parser
+
+    (tmp_path / "c.yaml").write_text("train:\n  data: d\n  out: o\n  epochs: 7\n  resize: true\n")
+    args = parser(str(tmp_path / "c.yaml")).parse_args(["train", "--epochs", "3"])
+    assert (args.data, args.out, args.epochs, args.resize) == ("d", "o", 3, True)
+
+
+def test_shipped_config_is_valid():
+    from pathlib import Path
+
+    from edge.cli import parser
+
+    args = parser(str(Path(__file__).parent.parent / "config.yaml")).parse_args(["train", "--data", "d", "--out", "o"])
+    assert args.input_size == 128

@@ -15,12 +15,13 @@ from keras import layers
 
 ARCHITECTURES = ("attention_unet", "unet")
 UPSAMPLING = ("transpose", "resize")
+BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the moving statistics stale for the first few hundred steps
 
 
 def conv_bn_relu(x, filters: int, name: str, kernel: int = 3):
     """Conv (no bias) -> BatchNorm -> ReLU."""
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -47,7 +48,7 @@ def upsample(x, filters: int, mode: str, name: str):
     """Double the resolution by a transposed conv or by bilinear resize + conv."""
     if mode == "transpose":
         x = layers.Conv2DTranspose(filters, 2, strides=2, use_bias=False, name=f"{name}_tconv")(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)
     x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(x)
     return conv_bn_relu(x, filters, name)
