@@ -19,7 +19,7 @@ from edge import __version__
 from edge.errors import BadInput
 from edge.metrics import MIN_AREA_PX
 
-HANDLERS = {"train": "training.train", "eval": "edge.evaluate"}
+HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command"}
 
 
 def _add_train(sub) -> None:
@@ -55,13 +55,30 @@ def _add_train(sub) -> None:
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="Dice, IoU, precision, recall and image-level rates of a model",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="model file (.keras) with its .json card beside it")
+    p.add_argument("--model", required=True, help="model file (.keras or .tflite) with its .json card beside it")
     p.add_argument("--data", required=True, help="folder dataset")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the card's, picked on val)")
     p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
     p.add_argument("--skip-bad", action="store_true", help="list and skip bad image/mask pairs instead of stopping")
+
+
+def _add_quantize(sub) -> None:
+    p = sub.add_parser("quantize", help="convert a Keras model to int8/float16/float32 TFLite and verify accuracy",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="trained model (RUN/model.keras) with its card")
+    p.add_argument("--calib", required=True, help="folder dataset: calibration tiles from train, verification on --split")
+    p.add_argument("--out", required=True, help="folder for model_<format>.tflite, their cards and report.md/json")
+    p.add_argument("--formats", default="int8,float16,float32", help="comma-separated: int8, float16, float32, edgetpu")
+    p.add_argument("--calib-images", type=int, default=200, help="calibration tiles (half with a defect where possible)")
+    p.add_argument("--split", default="val", choices=["val", "test"], help="split used to verify the files")
+    p.add_argument("--max-drop", type=float, default=0.02, help="fail (exit 1) when int8 Dice drops more than this")
+    p.add_argument("--debug", action="store_true", help="per-layer int8 error (TFLite quantization debugger), worst first")
+    p.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
+                   help="tensor names (or op types in capitals) to leave in float in the int8 file")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration tile choice")
 
 
 def parser(config: str | None = None) -> argparse.ArgumentParser:
@@ -73,6 +90,7 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_train(sub)
     _add_eval(sub)
+    _add_quantize(sub)
     if config:
         apply_config(sub.choices, config)
     return p

@@ -38,9 +38,10 @@ def evaluate_model(
     min_area_px: int = MIN_AREA_PX,
     skip_bad: bool = False,
     progress: bool = False,
+    num_threads: int = 2,
 ) -> dict:
     """Metrics of the model file on one split of `data`, with what was measured."""
-    predict, card = load_predictor(model)
+    predict, card = load_predictor(model, num_threads)
     pairs, skipped = read_pairs(list_samples(data, split), card.input.channels, skip_bad)
     probs = predict_maps([image for _, image, _ in pairs], predict, card, progress)
     report = evaluate_maps(probs, [mask for _, _, mask in pairs], card.threshold if threshold is None else threshold, min_area_px)
@@ -57,7 +58,8 @@ def format_report(report: dict) -> str:
 
 def run(args) -> int:
     """The `station eval` verb."""
-    report = evaluate_model(args.model, args.data, args.split, args.threshold, args.min_area, args.skip_bad, progress=True)
+    report = evaluate_model(args.model, args.data, args.split, args.threshold, args.min_area, args.skip_bad,
+                            progress=True, num_threads=args.threads)
     print(f"{args.model} on {args.data} [{args.split}]\n{format_report(report)}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

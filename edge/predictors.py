@@ -2,8 +2,8 @@
 
     predict, card = load_predictor("runs/crack/model.keras")
 
-`.keras` files need Keras (the `train` extra) and are imported only when asked for, so the edge
-runtime itself never imports TensorFlow.
+`.tflite` files run on the edge's TFLite runtime; `.keras` files need Keras (the `train` extra),
+imported only when asked for, so the edge runtime itself never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def keras_predict(model) -> Predict:
     return predict
 
 
-def load_predictor(path: str | Path) -> tuple[Predict, ModelCard]:
+def load_predictor(path: str | Path, num_threads: int = 2) -> tuple[Predict, ModelCard]:
     """The model at `path` as a predict function, with its card; BadInput for a bad file."""
     path = Path(path)
     if not path.is_file():
@@ -53,4 +53,8 @@ def load_predictor(path: str | Path) -> tuple[Predict, ModelCard]:
     card = ModelCard.load(path)
     if path.suffix == ".keras":
         return _keras_predictor(path), card
-    raise BadInput(f"{path}: unsupported model file (expected .keras)")
+    if path.suffix == ".tflite":
+        from edge.runtime import TFLiteModel
+
+        return TFLiteModel(path, num_threads).predict, card
+    raise BadInput(f"{path}: unsupported model file (expected .keras or .tflite)")

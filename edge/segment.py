@@ -41,15 +41,11 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(image, 3, axis=2)
 
 
-def probability_map(image: np.ndarray, predict: Predict, card: ModelCard) -> np.ndarray:
-    """The HxW defect probability of an RGB or gray uint8 image."""
+def cut_tiles(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Model-sized uint8 tiles (N, h, w, C) of an image and their (y, x) origins, as the card says."""
     spec, pre = card.input, card.preprocess
     image = to_channels(image, spec.channels)
     h, w = image.shape[:2]
-    if pre.mode == "resize":
-        small = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
-        prob = predict(small.reshape(1, spec.height, spec.width, spec.channels))[0]
-        return cv2.resize(prob.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     pad_h, pad_w = max(spec.height - h, 0), max(spec.width - w, 0)
     if pad_h or pad_w:
         image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
@@ -57,17 +53,32 @@ def probability_map(image: np.ndarray, predict: Predict, card: ModelCard) -> np.
     ys = tile_origins(image.shape[0], spec.height, pre.overlap)
     xs = tile_origins(image.shape[1], spec.width, pre.overlap)
     origins = [(y, x) for y in ys for x in xs]
-    tiles = np.stack([image[y : y + spec.height, x : x + spec.width] for y, x in origins])
-    probs = predict(tiles)
-    out = np.zeros(image.shape[:2], np.float32)
-    if pre.stitch == "max":
+    return np.stack([image[y : y + spec.height, x : x + spec.width] for y, x in origins]), origins
+
+
+def stitch(probs: np.ndarray, origins: list[tuple[int, int]], shape: tuple[int, int], how: str = "mean") -> np.ndarray:
+    """Tile probabilities (N, h, w) merged by mean or max into a map of `shape` (cropping any padding)."""
+    th, tw = probs.shape[1:3]
+    out = np.zeros((max(shape[0], th), max(shape[1], tw)), np.float32)
+    if how == "max":
         for (y, x), p in zip(origins, probs):
-            view = out[y : y + spec.height, x : x + spec.width]
+            view = out[y : y + th, x : x + tw]
             np.maximum(view, p, out=view)
     else:
         weight = np.zeros_like(out)
         for (y, x), p in zip(origins, probs):
-            out[y : y + spec.height, x : x + spec.width] += p
-            weight[y : y + spec.height, x : x + spec.width] += 1
-        out /= weight
-    return out[:h, :w]
+            out[y : y + th, x : x + tw] += p
+            weight[y : y + th, x : x + tw] += 1
+        out /= np.maximum(weight, 1)
+    return out[: shape[0], : shape[1]]
+
+
+def probability_map(image: np.ndarray, predict: Predict, card: ModelCard) -> np.ndarray:
+    """The HxW defect probability of an RGB or gray uint8 image."""
+    spec = card.input
+    if card.preprocess.mode == "resize":
+        small = cv2.resize(to_channels(image, spec.channels), (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+        prob = predict(small.reshape(1, spec.height, spec.width, spec.channels))[0]
+        return cv2.resize(prob.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    tiles, origins = cut_tiles(image, card)
+    return stitch(predict(tiles), origins, image.shape[:2], card.preprocess.stitch)

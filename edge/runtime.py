@@ -1,0 +1,85 @@
+"""TFLite interpreters: LiteRT first, then tflite_runtime, then tensorflow.lite.
+
+    model = TFLiteModel("model_int8.tflite", num_threads=2)
+    probs = model.predict(tiles_uint8)       # (N, h, w) float32 in [0, 1]
+    model.runtime, model.op_types(), model.delegate_partitions()
+
+Inputs are quantized and outputs dequantized with the tensor's own scale and zero point, so int8,
+float16 and float32 files are used the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = {  # name -> module holding Interpreter, in order of preference
+    "litert": "ai_edge_litert.interpreter",
+    "tflite_runtime": "tflite_runtime.interpreter",
+    "tf": "tensorflow.lite",
+}
+
+
+def interpreter_class(runtime: str | None = None):
+    """The Interpreter class of `runtime`, or of the first installed runtime; with its name."""
+    names = [runtime] if runtime else list(RUNTIMES)
+    for name in names:
+        try:
+            return importlib.import_module(RUNTIMES[name]).Interpreter, name
+        except (ImportError, AttributeError):  # TensorFlow >= 2.20 no longer has tf.lite.Interpreter
+            continue
+    raise BadInput(f"no TFLite runtime installed (tried {', '.join(names)}); pip install ai-edge-litert")
+
+
+class TFLiteModel:
+    """A .tflite file ready to invoke, batch by batch of the file's fixed batch size."""
+
+    def __init__(self, path: str | Path, num_threads: int = 2, runtime: str | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BadInput(f"{self.path}: model file not found")
+        cls, self.runtime = interpreter_class(runtime)
+        try:
+            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise BadInput(f"{self.path}: not a valid TFLite model ({str(exc).splitlines()[0]})") from None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def invoke(self, batch: np.ndarray) -> np.ndarray:
+        """One invoke on a batch of the model's own input shape; returns the raw output tensor."""
+        self.interpreter.set_tensor(self.input["index"], batch)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def predict(self, tiles: np.ndarray) -> np.ndarray:
+        """Probabilities (N, h, w) of uint8 tiles (N, h, w, C), any N."""
+        scale, zero = self.input["quantization"]
+        dtype, per_call = self.input["dtype"], int(self.input["shape"][0])
+        x = tiles.astype(np.float32)
+        if scale:
+            x = np.clip(np.round(x / scale + zero), np.iinfo(dtype).min, np.iinfo(dtype).max)
+        x = x.astype(dtype)
+        out = np.concatenate([self.invoke(x[i : i + per_call]) for i in range(0, len(x), per_call)])
+        scale, zero = self.output["quantization"]
+        probs = (out.astype(np.float32) - zero) * scale if scale else out.astype(np.float32)
+        return probs[..., 0]
+
+    def op_types(self) -> dict[str, int]:
+        """Op type -> count in the file (delegated ops show as DELEGATE nodes)."""
+        found: dict[str, int] = {}
+        for op in self.interpreter._get_ops_details():
+            found[op["op_name"]] = found.get(op["op_name"], 0) + 1
+        return dict(sorted(found.items()))
+
+    def delegate_partitions(self) -> int:
+        """How many partitions the default delegate (XNNPACK) took; 1 means the whole graph."""
+        return self.op_types().get("DELEGATE", 0)
