@@ -10,45 +10,36 @@ import pytest
 from edge.card import ModelCard
 from edge.cli import main
 
-SMALL = ["--input-size", "64", "--base-filters", "8", "--depth", "3", "--batch", "8", "--verbose", "0"]
+from conftest import SMALL
 
 
-@pytest.fixture(scope="module")
-def trained(synth_rgb, tmp_path_factory):
-    """One short Attention U-Net run on the easy synthetic task."""
-    run = tmp_path_factory.mktemp("run")
-    assert main(["train", "--data", str(synth_rgb), "--out", str(run), "--epochs", "12", "--epoch-size", "256",
-                 "--lr", "3e-3", *SMALL]) == 0
-    return run
-
-
-def test_short_training_on_an_easy_task_reaches_dice_above_0_8(trained, synth_rgb, tmp_path, capsys):
+def test_short_training_on_an_easy_task_reaches_dice_above_0_8(trained_run, synth_rgb, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    assert main(["eval", "--model", str(trained / "model.keras"), "--data", str(synth_rgb), "--json", str(out)]) == 0
+    assert main(["eval", "--model", str(trained_run / "model.keras"), "--data", str(synth_rgb), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["dice"] > 0.8, report
     assert report["images"] == 7 and report["image_recall"] == 1.0
     assert "results saved to" in capsys.readouterr().out
 
 
-def test_run_folder_has_model_card_and_log(trained):
-    card = ModelCard.load(trained / "model.keras")
+def test_run_folder_has_model_card_and_log(trained_run):
+    card = ModelCard.load(trained_run / "model.keras")
     assert (card.input.height, card.input.width, card.input.channels) == (64, 64, 3)
     assert card.architecture["arch"] == "attention_unet" and card.preprocess.mode == "tile"
     assert 0.05 <= card.threshold <= 0.95
     assert card.metrics["test"]["dice"] > 0.8 and "val" in card.metrics
     assert len(card.training["data_hash"]) == 16 and card.training["images"] == {"train": 34, "val": 7, "test": 7}
-    rows = list(csv.DictReader((trained / "log.csv").open()))
+    rows = list(csv.DictReader((trained_run / "log.csv").open()))
     assert 1 <= len(rows) <= 12 and {"val_dice", "loss", "dice"} <= set(rows[0])
     best = max(float(r["val_dice"]) for r in rows)
     assert float(rows[card.training["best_epoch"] - 1]["val_dice"]) == best
 
 
-def test_eval_threshold_comes_from_the_card_unless_given(trained, synth_rgb, tmp_path):
-    card = ModelCard.load(trained / "model.keras")
+def test_eval_threshold_comes_from_the_card_unless_given(trained_run, synth_rgb, tmp_path):
+    card = ModelCard.load(trained_run / "model.keras")
     default, forced = tmp_path / "a.json", tmp_path / "b.json"
-    main(["eval", "--model", str(trained / "model.keras"), "--data", str(synth_rgb), "--json", str(default)])
-    main(["eval", "--model", str(trained / "model.keras"), "--data", str(synth_rgb), "--json", str(forced),
+    main(["eval", "--model", str(trained_run / "model.keras"), "--data", str(synth_rgb), "--json", str(default)])
+    main(["eval", "--model", str(trained_run / "model.keras"), "--data", str(synth_rgb), "--json", str(forced),
           "--threshold", "0.99"])
     assert json.loads(default.read_text())["threshold"] == card.threshold
     assert json.loads(forced.read_text())["threshold"] == 0.99

@@ -1,0 +1,126 @@
+import json
+import shutil
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from edge.card import ModelCard
+from edge.cli import main
+from edge.runtime import TFLiteModel
+
+
+@pytest.fixture(scope="module")
+def quantized(trained_run, synth_rgb, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q")
+    code = main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(synth_rgb), "--out", str(out),
+                 "--calib-images", "60"])
+    return code, out
+
+
+def test_writes_three_files_cards_and_report(quantized):
+    code, out = quantized
+    assert code == 0
+    for fmt in ("int8", "float16", "float32"):
+        assert (out / f"model_{fmt}.tflite").is_file()
+        assert ModelCard.load(out / f"model_{fmt}.tflite").format == f"tflite-{fmt}"
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["results"]) == {"keras", "int8", "float16", "float32"}
+    assert "| int8 |" in (out / "report.md").read_text()
+
+
+def test_int8_is_full_integer_with_uint8_io_taking_raw_pixels(quantized):
+    model = TFLiteModel(quantized[1] / "model_int8.tflite")
+    assert model.input["dtype"] == np.uint8 and model.output["dtype"] == np.uint8
+    assert model.input["quantization"] == (1.0, 0)  # raw 0-255 pixels, no conversion on the device
+    assert tuple(model.input["shape"]) == (1, 64, 64, 3)
+    dtypes = {np.dtype(t["dtype"]).name for t in model.interpreter.get_tensor_details()}
+    assert dtypes <= {"int8", "uint8", "int32"}, dtypes  # int32 only for biases
+    assert model.delegate_partitions() == 1
+    assert not {"SHAPE", "STRIDED_SLICE", "PACK"} & set(model.op_types())
+
+
+def test_int8_agrees_with_the_float_model(quantized, trained_run, synth_rgb):
+    """Tolerance: mean |p_int8 - p_float| < 0.01 per pixel and Dice drop < 0.005 on synthetic val."""
+    int8 = json.loads((quantized[1] / "report.json").read_text())["results"]["int8"]
+    assert int8["mean_abs_diff"] < 0.01
+    assert int8["dice_drop"] < 0.005
+    keras_model = keras.saving.load_model(trained_run / "model.keras", compile=False)
+    tile = cv2.imread(str(synth_rgb / "images" / "0041.png"))[:64, :64, ::-1].copy()
+    ref = keras.ops.convert_to_numpy(keras_model(tile[None].astype("float32")))[0, ..., 0]
+    got = TFLiteModel(quantized[1] / "model_int8.tflite").predict(tile[None])[0]
+    assert np.abs(got - ref).mean() < 0.02
+
+
+def test_int8_card_carries_the_threshold_as_a_uint8_value(quantized, trained_run):
+    card = ModelCard.load(quantized[1] / "model_int8.tflite")
+    assert card.threshold == ModelCard.load(trained_run / "model.keras").threshold
+    scale, zero = TFLiteModel(quantized[1] / "model_int8.tflite").output["quantization"]
+    assert (card.threshold_uint8 - zero) * scale >= card.threshold > (card.threshold_uint8 - 1 - zero) * scale
+    assert card.input.dtype == "uint8" and "val_int8" in card.metrics
+
+
+def test_eval_runs_on_the_tflite_file(quantized, synth_rgb, tmp_path):
+    out = tmp_path / "e.json"
+    assert main(["eval", "--model", str(quantized[1] / "model_int8.tflite"), "--data", str(synth_rgb), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["dice"] > 0.75
+
+
+def test_gate_fails_when_calibrated_on_blank_images(trained_run, synth_rgb, tmp_path, capsys):
+    """Blank calibration costs about 0.012 Dice here (good calibration: < 0.001); the gate at 0.005 must trip."""
+    data = shutil.copytree(synth_rgb, tmp_path / "blank")
+    for i in range(34):  # the train split: calibration sees only flat gray
+        cv2.imwrite(str(data / "images" / f"{i:04d}.png"), np.full((96, 128, 3), 128, np.uint8))
+    code = main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(data),
+                 "--out", str(tmp_path / "q"), "--formats", "int8", "--calib-images", "20", "--max-drop", "0.005"])
+    assert code == 1
+    assert "int8 Dice dropped" in capsys.readouterr().out
+    assert json.loads((tmp_path / "q" / "report.json").read_text())["results"]["int8"]["dice_drop"] > 0.005
+
+
+def test_debug_lists_layers_worst_first_and_keep_float_spares_them(trained_run, synth_rgb, tmp_path):
+    out = tmp_path / "q"
+    assert main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(synth_rgb), "--out", str(out),
+                 "--formats", "int8", "--calib-images", "20", "--debug", "--keep-float", "LOGISTIC"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    errors = [r["rmse_per_scale"] for r in report["layer_errors"]]
+    assert len(errors) > 10 and errors == sorted(errors, reverse=True)
+    assert "Per-layer int8 error" in (out / "report.md").read_text()
+    assert "float32" in {np.dtype(t["dtype"]).name for t in
+                         TFLiteModel(out / "model_int8.tflite").interpreter.get_tensor_details()}
+
+
+def _text_file(path):
+    path.write_text("not a model")
+    return path
+
+
+def _dense_model(path):
+    inputs = keras.Input((10,))
+    keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (_text_file, "not a Keras model"),
+    (_dense_model, "is not an image"),
+])
+def test_bad_models_exit_2(synth_rgb, tmp_path, capsys, make, message):
+    model = make(tmp_path / "m.keras")
+    assert main(["quantize", "--model", str(model), "--calib", str(synth_rgb), "--out", str(tmp_path / "q")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_empty_calibration_folder_exits_2(trained_run, tmp_path, capsys):
+    (tmp_path / "calib" / "images").mkdir(parents=True)
+    assert main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(tmp_path / "calib"),
+                 "--out", str(tmp_path / "q")]) == 2
+    assert "no images found" in capsys.readouterr().err
+
+
+def test_edgetpu_without_its_compiler_is_a_clear_error(trained_run, synth_rgb, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(synth_rgb),
+                 "--out", str(tmp_path / "q"), "--formats", "edgetpu"]) == 2
+    assert "edgetpu_compiler is not on PATH" in capsys.readouterr().err
