@@ -1,7 +1,7 @@
 from setuptools import find_packages, setup
 
 EDGE = ["numpy>=1.26", "opencv-python-headless>=4.8", "pyyaml>=6", "pyserial>=3.5", "tqdm>=4.66",
-        "ai-edge-litert>=2.0; platform_system == 'Linux'"]
+        "ai-edge-litert>=2.0"]
 
 setup(
     name="inspection-station",

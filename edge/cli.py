@@ -57,7 +57,7 @@ def _add_eval(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="model file (.keras or .tflite) with its .json card beside it")
     p.add_argument("--data", required=True, help="folder dataset")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to measure")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the card's, picked on val)")
     p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")

@@ -19,7 +19,14 @@ from edge.segment import Predict
 KERAS_BATCH = 16
 
 
-def _keras_predictor(path: Path) -> Predict:
+def check_card(path: Path, card: ModelCard, shape: tuple) -> None:
+    """BadInput when the card's input size and channels are not the model's (H, W, C)."""
+    expected, actual = (card.input.height, card.input.width, card.input.channels), tuple(int(v) for v in shape)
+    if actual != expected:
+        raise BadInput(f"{ModelCard.path_for(path)}: card says input {expected}, the model takes {actual}")
+
+
+def _keras_predictor(path: Path, card: ModelCard) -> Predict:
     try:
         import keras
     except ImportError:
@@ -28,6 +35,7 @@ def _keras_predictor(path: Path) -> Predict:
         model = keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a file that is not a model
         raise BadInput(f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    check_card(path, card, tuple(model.input_shape[1:]))
     return keras_predict(model)
 
 
@@ -52,9 +60,11 @@ def load_predictor(path: str | Path, num_threads: int = 2) -> tuple[Predict, Mod
         raise BadInput(f"{path}: model file not found")
     card = ModelCard.load(path)
     if path.suffix == ".keras":
-        return _keras_predictor(path), card
+        return _keras_predictor(path, card), card
     if path.suffix == ".tflite":
         from edge.runtime import TFLiteModel
 
-        return TFLiteModel(path, num_threads).predict, card
+        model = TFLiteModel(path, num_threads)
+        check_card(path, card, tuple(model.input["shape"][1:]))
+        return model.predict, card
     raise BadInput(f"{path}: unsupported model file (expected .keras or .tflite)")

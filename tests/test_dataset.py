@@ -144,3 +144,15 @@ def test_shipped_config_is_valid():
 
     args = parser(str(Path(__file__).parent.parent / "config.yaml")).parse_args(["train", "--data", "d", "--out", "o"])
     assert args.input_size == 128
+
+
+def test_every_option_of_every_verb_shows_its_default_in_help():
+    from edge.cli import parser
+
+    verbs = next(a for a in parser()._actions if a.dest == "verb").choices
+    assert {"train", "eval", "quantize"} <= set(verbs)
+    for name, verb in verbs.items():
+        for action in verb._actions:
+            if action.dest != "help":
+                assert action.help, f"station {name} {action.option_strings}: no help"
+        assert "(default:" in verb.format_help()

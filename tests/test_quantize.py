@@ -124,3 +124,18 @@ def test_edgetpu_without_its_compiler_is_a_clear_error(trained_run, synth_rgb, t
     assert main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(synth_rgb),
                  "--out", str(tmp_path / "q"), "--formats", "edgetpu"]) == 2
     assert "edgetpu_compiler is not on PATH" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda m: m.write_bytes(m.read_bytes()[:2000]), "not a valid TFLite model"),
+    (lambda m: m.with_suffix(".json").unlink(), "model card not found"),
+    (lambda m: m.with_suffix(".json").write_text(m.with_suffix(".json").read_text().replace('"height": 64', '"height": 128')),
+     "card says input (128, 64, 3), the model takes (64, 64, 3)"),
+])
+def test_truncated_model_missing_or_mismatched_card_exit_2(quantized, synth_rgb, tmp_path, capsys, damage, message):
+    model = tmp_path / "model_int8.tflite"
+    shutil.copy(quantized[1] / "model_int8.tflite", model)
+    shutil.copy(quantized[1] / "model_int8.json", model.with_suffix(".json"))
+    damage(model)
+    assert main(["eval", "--model", str(model), "--data", str(synth_rgb)]) == 2
+    assert message in capsys.readouterr().err

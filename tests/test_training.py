@@ -68,7 +68,7 @@ def test_distribute_trains_with_the_backend_engine(synth_rgb, tmp_path):
 
 
 def test_edge_modules_import_without_tensorflow_or_keras():
-    code = ("import sys, edge.cli, edge.evaluate, edge.dataset, edge.metrics, edge.segment, edge.card, edge.predictors;"
+    code = ("import sys, edge.cli, edge.evaluate, edge.dataset, edge.metrics, edge.segment, edge.card, edge.predictors, edge.runtime;"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax')]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
