@@ -1,4 +1,4 @@
-# make demo: train, evaluate a small model on generated data (edge + train extras)
+# make demo: generated data -> train -> quantize to int8 -> evaluate the int8 file
 # make test: the whole test suite (all extras)
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,10 +14,14 @@ $(VENV)/.installed: setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e ".[edge,train,dev]"
 	touch $@
 
+DEMO = runs/demo
+
 demo: $(VENV)/.installed
-	$(BIN)/python -m training.synthetic --out runs/demo/data --images 60
-	$(BIN)/station train --data runs/demo/data --out runs/demo/model --input-size 128 --epochs 8 --epoch-size 256 --verbose 2
-	$(BIN)/station eval --model runs/demo/model/model.keras --data runs/demo/data --json runs/demo/eval.json
+	$(BIN)/python -m training.synthetic --out $(DEMO)/data --images 60
+	$(BIN)/station train --data $(DEMO)/data --out $(DEMO)/model --input-size 64 --base-filters 8 --depth 3 \
+		--epochs 12 --epoch-size 256 --lr 3e-3 --verbose 2
+	$(BIN)/station quantize --model $(DEMO)/model/model.keras --calib $(DEMO)/data --out $(DEMO)/tflite --calib-images 60
+	$(BIN)/station eval --model $(DEMO)/tflite/model_int8.tflite --data $(DEMO)/data --json $(DEMO)/eval_int8.json
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests
