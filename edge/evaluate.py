@@ -60,6 +60,8 @@ def run(args) -> int:
     """The `station eval` verb."""
     report = evaluate_model(args.model, args.data, args.split, args.threshold, args.min_area, args.skip_bad,
                             progress=True, num_threads=args.threads)
+    for image, reason in report["skipped"]:
+        print(f"skipped {image}: {reason}")
     print(f"{args.model} on {args.data} [{args.split}]\n{format_report(report)}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -74,15 +74,17 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         saved = export_saved_model(model, Path(tmp) / "saved_model")
         for fmt in tflite_formats:
-            if fmt == "int8" and args.keep_float:
-                data = selective_int8(converter(saved, fmt, tiles), tiles, args.keep_float)
-            else:
-                data = converter(saved, fmt, tiles).convert()
             files[fmt] = out / f"model_{fmt}.tflite"
-            files[fmt].write_bytes(data)
+            if fmt == "int8" and args.keep_float:
+                files[fmt].write_bytes(selective_int8(converter(saved, fmt, tiles), tiles, args.keep_float))
+                files["int8 without --keep-float"] = Path(tmp) / "all_int8.tflite"  # to show what sparing costs
+                files["int8 without --keep-float"].write_bytes(converter(saved, fmt, tiles).convert())
+            else:
+                files[fmt].write_bytes(converter(saved, fmt, tiles).convert())
         if args.debug and "int8" in formats:
             debug = layer_errors(converter(saved, "int8", tiles), tiles)
-    results = verify(model, files, pairs, card)
+        results = verify(model, files, pairs, card)
+    files.pop("int8 without --keep-float", None)
     for fmt, path in files.items():
         _file_card(card, fmt, path, results[fmt], args.split).save(path)
     report = {"model": str(args.model), "calib": str(args.calib), "split": args.split, "calib_tiles": 0 if tiles is None else len(tiles),

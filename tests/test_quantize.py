@@ -87,6 +87,7 @@ def test_debug_lists_layers_worst_first_and_keep_float_spares_them(trained_run, 
     errors = [r["rmse_per_scale"] for r in report["layer_errors"]]
     assert len(errors) > 10 and errors == sorted(errors, reverse=True)
     assert "Per-layer int8 error" in (out / "report.md").read_text()
+    assert "int8 without --keep-float" in report["results"]  # the speed cost of sparing layers is shown
     assert "float32" in {np.dtype(t["dtype"]).name for t in
                          TFLiteModel(out / "model_int8.tflite").interpreter.get_tensor_details()}
 

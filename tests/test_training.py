@@ -72,3 +72,28 @@ def test_edge_modules_import_without_tensorflow_or_keras():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax')]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_gray_data_gives_a_one_channel_model_and_resize_mode_evaluates(tmp_path):
+    from training.synthetic import write_dataset
+
+    data = write_dataset(tmp_path / "gray", images=20, size=(80, 120), channels=1, seed=2)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--epochs", "1", "--epoch-size", "16",
+                 "--resize", *SMALL]) == 0
+    card = ModelCard.load(tmp_path / "r" / "model.keras")
+    assert (card.input.channels, card.input.color_order, card.preprocess.mode) == (1, "GRAY", "resize")
+    out = tmp_path / "e.json"
+    assert main(["eval", "--model", str(tmp_path / "r" / "model.keras"), "--data", str(data), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["images"] == 3
+
+
+def test_eval_skip_bad_lists_the_bad_pair_and_goes_on(trained_run, synth_rgb, tmp_path, capsys):
+    import shutil
+
+    data = shutil.copytree(synth_rgb, tmp_path / "d")
+    (data / "images" / "0042.png").write_bytes(b"broken")
+    out = tmp_path / "e.json"
+    assert main(["eval", "--model", str(trained_run / "model.keras"), "--data", str(data), "--skip-bad",
+                 "--json", str(out)]) == 0
+    assert "skipped" in capsys.readouterr().out and "0042.png" in json.loads(out.read_text())["skipped"][0][0]
+    assert json.loads(out.read_text())["images"] == 6
