@@ -5,16 +5,18 @@
 
 Pixel metrics are global (every pixel of every image pooled), as in anomalib's pixel metrics;
 `mean_image_dice` averages per image (an image with no defect and no prediction scores 1).
-A prediction is `prob >= threshold`. At image level, an image is rejected when a predicted
-defect region reaches `min_area_px`, and is defective when its mask has any defect pixel.
+A prediction is `prob >= threshold`. At image level, an image is rejected by the device's own rule
+(edge.decision: a connected region of at least `min_area_px`), and is defective when its mask has
+any defect pixel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
+
+from edge.decision import Rules, find_defects
 
 BINS = 1000
 MIN_AREA_PX = 10  # default smallest predicted region that rejects an image
@@ -40,12 +42,6 @@ def counts(pred: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]:
     pred, mask = pred.astype(bool), mask.astype(bool)
     tp = int(np.count_nonzero(pred & mask))
     return tp, int(np.count_nonzero(pred)) - tp, int(np.count_nonzero(mask)) - tp
-
-
-def has_defect(pred: np.ndarray, min_area_px: int) -> bool:
-    """True when a connected (8-neighbour) region of `pred` has at least `min_area_px` pixels."""
-    _, _, stats, _ = cv2.connectedComponentsWithStats(pred.astype(np.uint8), connectivity=8)
-    return bool((stats[1:, cv2.CC_STAT_AREA] >= max(min_area_px, 1)).any())
 
 
 def best_threshold(
@@ -79,7 +75,7 @@ def evaluate_maps(
         tp, fp, fn = counts(pred, mask)
         total += (tp, fp, fn)
         image_dice.append(pixel_scores(tp, fp, fn)["dice"])
-        rejected.append(has_defect(pred, min_area_px))
+        rejected.append(any(d.kept for d in find_defects(prob, Rules(threshold, min_area_px))))
         defective.append(bool(mask.any()))
     rejected_arr, defective_arr = np.array(rejected), np.array(defective)
     n_defective, n_clean = int(defective_arr.sum()), int((~defective_arr).sum())

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.metrics import best_threshold, evaluate_maps, has_defect, pixel_scores
+from edge.metrics import best_threshold, evaluate_maps, pixel_scores
 
 
 def test_pixel_metrics_match_a_hand_count():
@@ -37,12 +37,6 @@ def test_image_level_recall_and_false_reject_rate_at_min_area():
     assert report["image_recall"] == 0.5
     assert report["false_reject_rate"] == 0.5
     assert (report["defective_images"], report["clean_images"]) == (2, 2)
-
-
-def test_has_defect_counts_connected_regions_not_scattered_pixels():
-    scattered = np.zeros((10, 10), np.uint8); scattered[::2, ::2] = 1  # 25 px, none touching
-    assert not has_defect(scattered, 5)
-    assert has_defect(np.pad(np.ones((3, 3)), 2), 9)
 
 
 def test_best_threshold_separates_the_classes():

@@ -1,0 +1,64 @@
+"""From a probability map to a verdict: threshold, clean-up, connected components, size rules.
+
+    rules = Rules(threshold=0.5, min_area_px=20, mm_per_px=0.2, min_area_mm2=1.0)
+    defects = find_defects(prob, rules)          # [Defect(bbox, area_px, area_mm2, ...)]
+    reject = any(d.kept for d in defects)
+
+A region is kept when its area reaches `min_area_px` and, with a `mm_per_px` calibration,
+`min_area_mm2`; the frame is rejected when any region is kept. Pixels under `ignore` (belt edges,
+fixtures) never count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What counts as a defect."""
+
+    threshold: float = 0.5
+    min_area_px: int = 10
+    min_area_mm2: float | None = None
+    mm_per_px: float | None = None
+    cleanup_px: int = 0  # side of the morphological opening that removes specks; 0 = none
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One connected defect region."""
+
+    bbox: tuple[int, int, int, int]  # x, y, width, height in frame pixels
+    area_px: int
+    area_mm2: float | None
+    mean_prob: float
+    max_prob: float
+    centroid: tuple[float, float]  # x, y
+    kept: bool
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def find_defects(prob: np.ndarray, rules: Rules, ignore: np.ndarray | None = None) -> list[Defect]:
+    """Every connected region of `prob >= threshold` (outside `ignore`), largest first."""
+    binary = (prob >= rules.threshold).astype(np.uint8)
+    if ignore is not None:
+        binary[ignore] = 0
+    if rules.cleanup_px > 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (rules.cleanup_px, rules.cleanup_px))
+        binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    defects = []
+    for i in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        values = prob[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i]
+        mm2 = area * rules.mm_per_px**2 if rules.mm_per_px else None
+        kept = area >= rules.min_area_px and (rules.min_area_mm2 is None or mm2 is None or mm2 >= rules.min_area_mm2)
+        defects.append(Defect((x, y, w, h), area, mm2, float(values.mean()), float(values.max()),
+                              (float(centroids[i][0]), float(centroids[i][1])), kept))
+    return sorted(defects, key=lambda d: d.area_px, reverse=True)
