@@ -1,7 +1,6 @@
 from setuptools import find_packages, setup
 
-EDGE = ["numpy>=1.26", "opencv-python-headless>=4.8", "pyyaml>=6", "pyserial>=3.5", "tqdm>=4.66",
-        "ai-edge-litert>=2.0"]
+EDGE = ["pyserial>=3.5", "ai-edge-litert>=2.0"]
 
 setup(
     name="inspection-station",
@@ -9,7 +8,7 @@ setup(
     description="Edge inspection station: Attention U-Net defect segmentation, int8 TFLite, reject gate over serial",
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "training", "training.*", "quantize", "quantize.*"]),
-    install_requires=["numpy>=1.26", "opencv-python-headless>=4.8", "pyyaml>=6", "tqdm>=4.66"],
+    install_requires=["numpy>=1.26", "opencv-python-headless>=4.8", "pyyaml>=6", "pydantic>=2", "tqdm>=4.66"],
     extras_require={
         "edge": EDGE,
         "train": EDGE + ["keras>=3.6", "tensorflow-cpu>=2.18; platform_machine == 'x86_64'",

@@ -11,20 +11,21 @@ import argparse
 import importlib
 import logging
 import sys
-from pathlib import Path
-
-import yaml
 
 from edge import __version__
+from edge.config import STATION_SECTIONS, read_yaml
 from edge.errors import BadInput
 from edge.metrics import MIN_AREA_PX
 
-HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command"}
+COMMON = argparse.ArgumentParser(add_help=False)
+COMMON.add_argument("--config", default=None, help="YAML file: its section named after the verb sets the defaults")
+
+HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command", "run": "edge.station"}
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a segmentation model on a folder dataset",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
     p.add_argument("--data", required=True, help="folder dataset: images/, masks/ (or LabelMe JSON), optional index.csv")
     p.add_argument("--out", required=True, help="run folder: model.keras, model.json, last.keras, log.csv")
     p.add_argument("--arch", default="attention_unet", choices=["attention_unet", "unet"], help="model architecture")
@@ -54,7 +55,7 @@ def _add_train(sub) -> None:
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="Dice, IoU, precision, recall and image-level rates of a model",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
     p.add_argument("--model", required=True, help="model file (.keras or .tflite) with its .json card beside it")
     p.add_argument("--data", required=True, help="folder dataset")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to measure")
@@ -67,7 +68,7 @@ def _add_eval(sub) -> None:
 
 def _add_quantize(sub) -> None:
     p = sub.add_parser("quantize", help="convert a Keras model to int8/float16/float32 TFLite and verify accuracy",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
     p.add_argument("--model", required=True, help="trained model (RUN/model.keras) with its card")
     p.add_argument("--calib", required=True, help="folder dataset: calibration tiles from train, verification on --split")
     p.add_argument("--out", required=True, help="folder for model_<format>.tflite, their cards and report.md/json")
@@ -81,16 +82,24 @@ def _add_quantize(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration tile choice")
 
 
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="the station daemon: frames -> segmentation -> verdicts, results log, overlays",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p.add_argument("--source", default=None, help="override source.uri: 0, /dev/video0, rtsp://..., a pipeline, a folder, a video")
+    p.add_argument("--model", default=None, help="override model.path (a .tflite file with its card)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+
+
 def parser(config: str | None = None) -> argparse.ArgumentParser:
     """The `station` argument parser with every verb; a config file's sections set their defaults."""
     p = argparse.ArgumentParser(prog="station", description="Edge inspection station: train, evaluate and run defect segmentation.")
     p.add_argument("--version", action="version", version=f"station {__version__}")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
-    p.add_argument("--config", default=None, help="YAML file whose train: and eval: sections set those verbs' defaults")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     _add_train(sub)
     _add_eval(sub)
     _add_quantize(sub)
+    _add_run(sub)
     if config:
         apply_config(sub.choices, config)
     return p
@@ -118,19 +127,13 @@ def _check(action: argparse.Action, key: str, value):
 
 
 def apply_config(verbs: dict[str, argparse.ArgumentParser], path: str) -> None:
-    """Set verb defaults from the YAML file's sections; unknown keys and wrong types are BadInput."""
-    try:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(doc, dict):
-        raise BadInput(f"{path}: expected a mapping of sections, got {type(doc).__name__}")
-    for section, values in doc.items():
+    """Set verb defaults from the file's verb sections; unknown keys and wrong types are BadInput."""
+    for section, values in read_yaml(path).items():
+        if section in STATION_SECTIONS:
+            continue  # the daemon's settings, validated by `station run`
         if section not in verbs or not isinstance(values, dict):
-            raise BadInput(f"{path}: {section}: unknown section (expected {', '.join(verbs)}, each a mapping)")
-        actions = {a.dest: a for a in verbs[section]._actions if a.dest != "help"}
+            raise BadInput(f"{path}: {section}: unknown section (expected {', '.join((*verbs, *STATION_SECTIONS))})")
+        actions = {a.dest: a for a in verbs[section]._actions if a.dest not in ("help", "config")}
         for key, value in values.items():
             action = actions.get(str(key).replace("-", "_"))
             if action is None:

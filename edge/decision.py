@@ -62,3 +62,25 @@ def find_defects(prob: np.ndarray, rules: Rules, ignore: np.ndarray | None = Non
         defects.append(Defect((x, y, w, h), area, mm2, float(values.mean()), float(values.max()),
                               (float(centroids[i][0]), float(centroids[i][1])), kept))
     return sorted(defects, key=lambda d: d.area_px, reverse=True)
+
+
+@dataclass
+class Verdict:
+    """The judgement of one frame: reject or accept, why, and what was found."""
+
+    seq: int
+    t_capture: float
+    reject: bool
+    reason: str  # "defect", "clean", or why the frame was not judged
+    defects: list[Defect]
+    timing: dict[str, float]
+
+
+def judge(seq: int, t_capture: float, prob: np.ndarray | None, rules: Rules, timing: dict,
+          ignore: np.ndarray | None = None, reason: str = "") -> Verdict:
+    """Reject when a kept defect is found; a frame without a probability map is rejected (fail-safe)."""
+    if prob is None:
+        return Verdict(seq, t_capture, True, reason or "not judged", [], timing)
+    defects = find_defects(prob, rules, ignore)
+    reject = any(d.kept for d in defects)
+    return Verdict(seq, t_capture, reject, "defect" if reject else "clean", defects, timing)

@@ -1,8 +1,8 @@
 """TFLite interpreters: LiteRT first, then tflite_runtime, then tensorflow.lite.
 
-    model = TFLiteModel("model_int8.tflite", num_threads=2)
+    model = TFLiteModel("model_int8.tflite", num_threads=2, delegate=None)   # or "edgetpu", or a .so
     probs = model.predict(tiles_uint8)       # (N, h, w) float32 in [0, 1]
-    model.runtime, model.op_types(), model.delegate_partitions()
+    model.describe(), model.op_types(), model.delegate_partitions()
 
 Inputs are quantized and outputs dequantized with the tensor's own scale and zero point, so int8,
 float16 and float32 files are used the same way.
@@ -20,39 +20,65 @@ from edge.errors import BadInput
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = {  # name -> module holding Interpreter, in order of preference
-    "litert": "ai_edge_litert.interpreter",
-    "tflite_runtime": "tflite_runtime.interpreter",
-    "tf": "tensorflow.lite",
+RUNTIMES = {  # name -> (module holding Interpreter, module holding load_delegate), in order of preference
+    "litert": ("ai_edge_litert.interpreter", "ai_edge_litert.interpreter"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime.interpreter"),
+    "tf": ("tensorflow.lite", "tensorflow.lite.experimental"),
 }
+EDGETPU_LIBRARY = "libedgetpu.so.1"
 
 
-def interpreter_class(runtime: str | None = None):
-    """The Interpreter class of `runtime`, or of the first installed runtime; with its name."""
-    names = [runtime] if runtime else list(RUNTIMES)
+def runtime_module(runtime: str | None = None):
+    """The Interpreter and load_delegate of `runtime`, or of the first installed one; with its name."""
+    names = [runtime] if runtime and runtime != "auto" else list(RUNTIMES)
     for name in names:
         try:
-            return importlib.import_module(RUNTIMES[name]).Interpreter, name
+            interpreter, delegates = (importlib.import_module(m) for m in RUNTIMES[name])
+            return interpreter.Interpreter, delegates.load_delegate, name
         except (ImportError, AttributeError):  # TensorFlow >= 2.20 no longer has tf.lite.Interpreter
             continue
     raise BadInput(f"no TFLite runtime installed (tried {', '.join(names)}); pip install ai-edge-litert")
 
 
+def runtime_version(name: str) -> str:
+    """The installed version of a runtime's distribution, or '?'."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tf": "tensorflow"}[name]
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
 class TFLiteModel:
     """A .tflite file ready to invoke, batch by batch of the file's fixed batch size."""
 
-    def __init__(self, path: str | Path, num_threads: int = 2, runtime: str | None = None):
+    def __init__(self, path: str | Path, num_threads: int = 2, runtime: str | None = None, delegate: str | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise BadInput(f"{self.path}: model file not found")
-        cls, self.runtime = interpreter_class(runtime)
+        cls, load_delegate, self.runtime = runtime_module(runtime)
+        self.num_threads, self.delegate = num_threads, delegate
+        delegates = []
+        if delegate:
+            library = EDGETPU_LIBRARY if delegate == "edgetpu" else delegate
+            try:
+                delegates.append(load_delegate(library))
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise BadInput(f"delegate {library}: cannot be loaded ({str(exc).splitlines()[0]})") from None
         try:
-            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
+            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads, experimental_delegates=delegates)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BadInput(f"{self.path}: not a valid TFLite model ({str(exc).splitlines()[0]})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+
+    def describe(self) -> str:
+        """Which runtime, version, delegate and threads run this model, in one line."""
+        delegate = self.delegate or "XNNPACK (CPU)"
+        return f"{self.path.name} on {self.runtime} {runtime_version(self.runtime)}, delegate {delegate}, {self.num_threads} threads"
 
     def invoke(self, batch: np.ndarray) -> np.ndarray:
         """One invoke on a batch of the model's own input shape; returns the raw output tensor."""

@@ -5,11 +5,12 @@
         frame.seq, frame.t_capture, frame.image    #   a folder or a glob of images
     source.close()
 
-Every frame gets a sequence number and a monotonic capture time, and is RGB uint8. Files and
-folders are finite and hand out every frame. Live sources (cameras, streams) are read by a thread
-that keeps only the newest frame, so a slow consumer never gets a stale buffered one: the frames it
-never saw still have their numbers, and show up as gaps in `seq`. A failed live read never becomes
-a frame: the source reopens with backoff, and the outage is recorded in `gaps`.
+Every frame the station takes gets the next sequence number and its monotonic capture time, and
+is RGB uint8. Files and folders are finite and hand out every frame. Live sources (cameras,
+streams) are read by a thread that keeps only the newest frame, so a slow consumer never gets a
+stale buffered one; the frames overwritten before anyone took them are counted in `superseded`.
+A failed live read never becomes a frame: the source reopens with backoff, and the outage is
+recorded in `gaps`.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ class Source:
         self.gaps: list[Gap] = []
         self.next_seq = 0
 
-    def _frame(self, image: np.ndarray) -> Frame:
-        frame = Frame(self.next_seq, time.monotonic(), image, self.name)
+    def _frame(self, image: np.ndarray, t_capture: float | None = None) -> Frame:
+        frame = Frame(self.next_seq, time.monotonic() if t_capture is None else t_capture, image, self.name)
         self.next_seq += 1
         return frame
 
@@ -158,10 +159,9 @@ class LiveSource(Source):
         if self.capture is None:
             raise BadInput(f"source {target}: cannot be opened (no such camera or stream, or it is busy)")
         self.lock = threading.Condition()
-        self.newest: Frame | None = None
-        self.handed = -1
+        self.newest: tuple[float, np.ndarray] | None = None  # (capture time, BGR image) not yet taken
         self.stopping = False
-        self.outages = 0
+        self.outages = self.superseded = 0
         self.thread = threading.Thread(target=self._grab, name=f"source {target}", daemon=True)
         self.thread.start()
 
@@ -181,9 +181,9 @@ class LiveSource(Source):
         while not self.stopping:
             ok, image = self.capture.read() if self.capture is not None else (False, None)
             if ok:
-                frame = self._frame(_to_rgb(image))
                 with self.lock:
-                    self.newest = frame
+                    self.superseded += self.newest is not None
+                    self.newest = (time.monotonic(), image)
                     self.lock.notify_all()
                 continue
             self._reconnect()
@@ -208,11 +208,11 @@ class LiveSource(Source):
     def read(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not yet handed out; waits for it (None when closed or on timeout)."""
         with self.lock:
-            self.lock.wait_for(lambda: self.stopping or (self.newest and self.newest.seq > self.handed), timeout)
-            if self.stopping or not self.newest or self.newest.seq <= self.handed:
+            self.lock.wait_for(lambda: self.stopping or self.newest is not None, timeout)
+            if self.stopping or self.newest is None:
                 return None
-            self.handed = self.newest.seq
-            return self.newest
+            (t_capture, image), self.newest = self.newest, None
+        return self._frame(_to_rgb(image), t_capture)
 
     def close(self) -> None:
         with self.lock:

@@ -25,3 +25,12 @@ def trained_run(synth_rgb, tmp_path_factory):
     assert main(["train", "--data", str(synth_rgb), "--out", str(run), "--epochs", "12", "--epoch-size", "256",
                  "--lr", "3e-3", *SMALL]) == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def int8_model(trained_run, synth_rgb, tmp_path_factory):
+    """The trained run quantized to int8, float16 and float32: (exit code, output folder)."""
+    out = tmp_path_factory.mktemp("q")
+    code = main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(synth_rgb), "--out", str(out),
+                 "--calib-images", "60"])
+    return code, out

@@ -125,7 +125,7 @@ def test_eval_of_a_missing_model_exits_2(synth_rgb, tmp_path, capsys):
 ])
 def test_bad_config_names_the_key_and_exits_2(tmp_path, capsys, text, message):
     (tmp_path / "c.yaml").write_text(text)
-    assert main(["--config", str(tmp_path / "c.yaml"), "train", "--data", "x", "--out", "y"]) == 2
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--data", "x", "--out", "y"]) == 2
     assert message in capsys.readouterr().err
 
 

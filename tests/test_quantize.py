@@ -11,12 +11,9 @@ from edge.cli import main
 from edge.runtime import TFLiteModel
 
 
-@pytest.fixture(scope="module")
-def quantized(trained_run, synth_rgb, tmp_path_factory):
-    out = tmp_path_factory.mktemp("q")
-    code = main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(synth_rgb), "--out", str(out),
-                 "--calib-images", "60"])
-    return code, out
+@pytest.fixture
+def quantized(int8_model):
+    return int8_model
 
 
 def test_writes_three_files_cards_and_report(quantized):

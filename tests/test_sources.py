@@ -89,7 +89,7 @@ def test_live_source_reconnects_with_backoff_and_reports_the_gap():
     assert source.outages == 1 and FlakyCamera.opened == 4  # first open, two refusals, success
     gap = source.gaps[0]
     assert gap.t_end - gap.t_start >= 0.01 + 0.02  # backoff doubled between tries
-    assert after is not None and after.t_capture >= gap.t_end and after.seq >= 5
+    assert after is not None and after.t_capture >= gap.t_end
 
 
 def test_live_source_hands_out_the_newest_frame_never_a_stale_one():
@@ -101,8 +101,9 @@ def test_live_source_hands_out_the_newest_frame_never_a_stale_one():
         second = source.read(timeout=1)
     finally:
         source.close()
-    assert second.seq > first.seq + 5
-    assert time.monotonic() - second.t_capture < 0.1
+    assert (first.seq, second.seq) == (0, 1)  # the station's numbering has no holes
+    assert source.superseded > 5  # the frames overwritten meanwhile are counted
+    assert time.monotonic() - second.t_capture < 0.05 and second.image[0, 0, 0] > first.image[0, 0, 0] + 5
 
 
 def test_a_missing_camera_is_a_clear_error():

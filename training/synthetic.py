@@ -2,8 +2,9 @@
 
     python -m training.synthetic --out data/synth --images 60
 
-Writes a folder dataset (images/, masks/, index.csv) whose masks are exactly what was drawn.
-Used by the tests and the demo, since the real datasets may not be redistributed.
+Writes a folder dataset (images/, masks/, index.csv) whose masks are exactly what was drawn, or
+(`write_video`) a video whose frames carry defects at known frame numbers. Used by the tests and
+the demo, since the real datasets may not be redistributed.
 """
 
 from __future__ import annotations
@@ -75,6 +76,24 @@ def write_dataset(out: str | Path, images: int = 40, size: tuple[int, int] = (16
         writer.writeheader()
         writer.writerows(rows)
     return out
+
+
+def write_video(path: str | Path, frames: int = 40, size: tuple[int, int] = (120, 160), defect_frames: set[int] | None = None,
+                fps: float = 20.0, seed: int = 0, min_defect_px: int = 60) -> list[bool]:
+    """Write an MJPG video; frames in `defect_frames` (default: every third) have defects of at
+    least `min_defect_px` pixels in view. Returns, per frame, whether it has one."""
+    defect_frames = set(range(1, frames, 3)) if defect_frames is None else defect_frames
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size[1], size[0]))
+    truth = []
+    for i in range(frames):
+        image, mask = sample(rng, *size, channels=3, clean=i not in defect_frames)
+        while i in defect_frames and mask.sum() < min_defect_px:
+            image, mask = sample(rng, *size, channels=3)
+        writer.write(np.ascontiguousarray(image[..., ::-1]))
+        truth.append(bool(mask.any()))
+    writer.release()
+    return truth
 
 
 def main() -> None:

@@ -1,0 +1,169 @@
+"""`station run`: the daemon. Frames from a source, int8 segmentation, a verdict per frame.
+
+    station run --config config.yaml [--source line.mp4] [--model m.tflite] [--max-frames 500]
+
+The loop, as it reads: open the model and the source, and for each frame: segment (tiles or
+resize, as the card says), find the defects, decide, record (results log line, reject overlay).
+The threads and queues that make it real time live in edge.pipeline.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.card import ModelCard
+from edge.config import StationConfig, load_station_config
+from edge.decision import Rules, Verdict, judge
+from edge.errors import BadInput
+from edge.pipeline import Pipeline, Stats
+from edge.predictors import check_card
+from edge.results import OverlayStore, ResultsLog
+from edge.runtime import TFLiteModel
+from edge.segment import probability_map
+from edge.sources import CameraSettings, Frame, open_source
+
+log = logging.getLogger(__name__)
+
+
+class Inspector:
+    """The per-frame work of the station, built from its configuration and the model card."""
+
+    def __init__(self, config: StationConfig):
+        self.config = config
+        path = Path(config.model.path)
+        self.model = TFLiteModel(path, config.model.threads, config.model.runtime, config.model.delegate)
+        card = ModelCard.load(path)
+        check_card(path, card, tuple(self.model.input["shape"][1:]))
+        pre = config.preprocess
+        if pre.mode != "card":
+            card.preprocess.mode = pre.mode
+        card.preprocess.overlap = card.preprocess.overlap if pre.overlap is None else pre.overlap
+        card.preprocess.stitch = pre.stitch or card.preprocess.stitch
+        self.card = card
+        d = config.decision
+        self.rules = Rules(card.threshold if d.threshold is None else d.threshold, d.min_area_px, d.min_area_mm2,
+                           d.mm_per_px, d.cleanup_px)
+        self.ignore = self._ignore_mask(pre.ignore_mask)
+        out = config.output
+        self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups)
+        self.overlays = OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20)) if out.overlays_dir else None
+
+    @staticmethod
+    def _ignore_mask(path: str | None) -> np.ndarray | None:
+        if path is None:
+            return None
+        mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise BadInput(f"preprocess.ignore_mask: {path} is not a readable image")
+        return mask > 0
+
+    def segment(self, frame: Frame) -> np.ndarray:
+        """The frame's defect probability map (full frame size; zero outside the ROI)."""
+        roi = self.config.preprocess.roi
+        if roi is None:
+            return probability_map(frame.image, self.model.predict, self.card)
+        x, y, w, h = roi
+        prob = np.zeros(frame.image.shape[:2], np.float32)
+        prob[y : y + h, x : x + w] = probability_map(frame.image[y : y + h, x : x + w], self.model.predict, self.card)
+        return prob
+
+    def decide(self, frame: Frame, prob: np.ndarray | None, timing: dict) -> tuple[Frame, np.ndarray | None, Verdict]:
+        ignore = self.ignore
+        if ignore is not None and prob is not None and ignore.shape != prob.shape:
+            raise BadInput(f"preprocess.ignore_mask: {ignore.shape[::-1]} is not the frame size {prob.shape[::-1]}")
+        verdict = judge(frame.seq, frame.t_capture, prob, self.rules, timing, ignore, timing.get("reason", ""))
+        return frame, prob, verdict
+
+    def record(self, judged: tuple[Frame, np.ndarray | None, Verdict]) -> bool:
+        """Append the verdict to the results log, save the reject overlay; True for a reject."""
+        frame, prob, verdict = judged
+        latency = (time.monotonic() - frame.t_capture) * 1000
+        self.results.write({
+            "seq": verdict.seq,
+            "time": datetime.datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            "t_capture": round(frame.t_capture, 6),
+            "source": frame.source,
+            "verdict": "reject" if verdict.reject else "accept",
+            "reason": verdict.reason,
+            "defects": [d.to_json() for d in verdict.defects if d.kept],
+            "latency_ms": {"capture_to_verdict": round(latency, 2), **{k: round(v, 2) for k, v in verdict.timing.items()
+                                                                        if isinstance(v, float)}},
+            "model": self.model.path.name,
+        })
+        if verdict.reject and self.overlays is not None and prob is not None:
+            self.overlays.save(frame.image, prob >= self.rules.threshold, verdict.defects, f"{verdict.seq:08d}")
+        return verdict.reject
+
+    def close(self) -> None:
+        self.results.close()
+
+
+def _status_printer(interval: float):
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(stats: Stats) -> None:
+        if tty:
+            print("\r" + stats.line(), end="", file=sys.stderr, flush=True)
+        elif time.monotonic() - last[0] >= max(interval, 10):
+            last[0] = time.monotonic()
+            print(stats.line(), file=sys.stderr, flush=True)
+    return show
+
+
+def summary(stats: Stats, inspector: Inspector, source, started: float) -> str:
+    """The end-of-run report."""
+    elapsed = time.monotonic() - stats.started
+    first = f"{stats.first_verdict - started:.2f} s" if stats.first_verdict else "none"
+    gaps = getattr(source, "gaps", [])
+    lines = [
+        f"frames {stats.judged} (captured {stats.captured}), rejects {stats.rejects}, dropped {stats.dropped}"
+        + (f", superseded at the camera {source.superseded}" if getattr(source, "superseded", 0) else ""),
+        f"throughput {stats.judged / elapsed if elapsed else 0:.1f} fps over {elapsed:.1f} s; start-up to first verdict {first}",
+        f"capture-to-verdict latency p50 {stats.percentile(stats.latency_ms, 50):.1f} ms, "
+        f"p99 {stats.percentile(stats.latency_ms, 99):.1f} ms; inference p50 {stats.percentile(stats.infer_ms, 50):.1f} ms",
+        f"source outages {len(gaps)}" + (f" ({sum(g.t_end - g.t_start for g in gaps):.1f} s without frames)" if gaps else ""),
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        f"results log {inspector.config.output.results_log}"
+        + (f"; reject overlays in {inspector.config.output.overlays_dir}" if inspector.overlays else ""),
+    ]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    """The `station run` verb."""
+    started = time.monotonic()
+    if not args.config:
+        raise BadInput("station run needs --config FILE (see config.yaml)")
+    overrides = {"source": {"uri": args.source}} if args.source else {}
+    if args.model:
+        overrides["model"] = {"path": args.model}
+    if args.max_frames:
+        overrides["pipeline"] = {"max_frames": args.max_frames}
+    config = load_station_config(args.config, overrides)
+    inspector = Inspector(config)
+    print(f"model {inspector.model.describe()}; {inspector.card.preprocess.mode} "
+          f"{inspector.card.input.height}x{inspector.card.input.width}, threshold {inspector.rules.threshold:.2f}")
+    settings = CameraSettings(**config.source.model_dump(exclude={"uri"}))
+    source = open_source(config.source.uri, settings)
+    print(f"source {config.source.uri} ({type(source).__name__})")
+    pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record,
+                        config.pipeline.queue_size, config.pipeline.max_frames)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: pipeline.stop())
+    try:
+        stats = pipeline.run(_status_printer(config.output.status_interval_s), config.output.status_interval_s)
+    finally:
+        source.close()
+        inspector.close()
+    print(("\n" if sys.stderr.isatty() else "") + summary(stats, inspector, source, started))
+    return 0

@@ -1,0 +1,119 @@
+import json
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.cli import main
+from training.synthetic import sample, write_video
+
+
+def _config(tmp_path, model_path, uri, **extra):
+    sections = {
+        "model": {"path": str(model_path), "threads": 2},
+        "source": {"uri": str(uri)},
+        "decision": {"min_area_px": 30},
+        "output": {"results_log": str(tmp_path / "out" / "results.jsonl"), "overlays_dir": str(tmp_path / "out" / "rejects")},
+    }
+    for key, value in extra.items():
+        sections.setdefault(key, {}).update(value)
+    path = tmp_path / "station.yaml"
+    path.write_text(json.dumps(sections))  # JSON is YAML
+    return path
+
+
+def _records(tmp_path):
+    return [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+
+
+def test_verdicts_match_the_frames_with_defects(int8_model, tmp_path, capsys):
+    truth = write_video(tmp_path / "line.avi", frames=24, size=(120, 160), seed=5)
+    model = int8_model[1] / "model_int8.tflite"
+    assert main(["run", "--config", str(_config(tmp_path, model, tmp_path / "line.avi"))]) == 0
+    records = _records(tmp_path)
+    assert [r["seq"] for r in records] == list(range(24))
+    assert [r["verdict"] == "reject" for r in records] == truth
+    rejects = [r for r in records if r["verdict"] == "reject"]
+    assert all(r["defects"] and r["defects"][0]["area_px"] >= 30 for r in rejects)
+    assert all(r["latency_ms"]["capture_to_verdict"] > 0 and r["model"] == "model_int8.tflite" for r in records)
+    assert sorted(p.stem for p in (tmp_path / "out" / "rejects").glob("*.jpg")) == [f"{r['seq']:08d}" for r in rejects]
+    out = capsys.readouterr().out
+    assert f"frames 24 (captured 24), rejects {sum(truth)}" in out and "litert" in out
+
+
+def test_tiling_finds_a_small_defect_that_resize_misses(int8_model, tmp_path):
+    rng = np.random.default_rng(3)
+    image = np.clip(150 + rng.normal(0, 3, (1080, 1920, 3)), 0, 255).astype(np.uint8)
+    cv2.circle(image, (1200, 700), 4, (80, 80, 80), -1)  # a 9-pixel pit in a 1920x1080 frame: 1/500 of a pixel at 64x64
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), image[..., ::-1])
+    model = int8_model[1] / "model_int8.tflite"
+    verdicts = {}
+    for mode in ("tile", "resize"):
+        config = _config(tmp_path, model, folder, preprocess={"mode": mode}, decision={"min_area_px": 5})
+        (tmp_path / "out" / "results.jsonl").unlink(missing_ok=True)
+        assert main(["run", "--config", str(config)]) == 0
+        verdicts[mode] = _records(tmp_path)[0]
+    assert verdicts["tile"]["verdict"] == "reject" and verdicts["resize"]["verdict"] == "accept"
+    x, y, w, h = verdicts["tile"]["defects"][0]["bbox"]
+    assert x <= 1200 <= x + w and y <= 700 <= y + h
+
+
+def test_max_frames_and_the_results_log_is_appended_not_replaced(int8_model, tmp_path):
+    write_video(tmp_path / "line.avi", frames=10, size=(120, 160))
+    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi")
+    assert main(["run", "--config", str(config), "--max-frames", "4"]) == 0
+    assert main(["run", "--config", str(config), "--max-frames", "3"]) == 0
+    assert [r["seq"] for r in _records(tmp_path)] == [0, 1, 2, 3, 0, 1, 2]
+
+
+def test_sigterm_finishes_the_frames_in_flight_and_flushes(int8_model, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    image, _ = sample(np.random.default_rng(0), 120, 160, channels=3, clean=True)
+    for i in range(3000):
+        cv2.imwrite(str(frames / f"{i:05d}.png"), image[..., ::-1]) if i < 1 else (frames / f"{i:05d}.png").hardlink_to(frames / "00000.png")
+    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", frames)
+    proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "out" / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while (not log.exists() or len(log.read_text().splitlines()) < 20) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.terminate()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    records = _records(tmp_path)
+    assert 20 <= len(records) < 3000
+    assert [r["seq"] for r in records] == list(range(len(records)))  # nothing taken was lost
+    assert f"frames {len(records)} " in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"decision": {"min_area_px": "ten"}}, "decision.min_area_px: expected an integer, got 'ten'"),
+    ({"decision": {"min_area": 3}}, "decision.min_area: unknown key"),
+    ({"source": {"uri": "/dev/video9"}}, "source /dev/video9: cannot be opened"),
+    ({"model": {"path": "nope.tflite"}}, "nope.tflite: model file not found"),
+    ({"preprocess": {"mode": "zoom"}}, "preprocess.mode: expected 'card', 'tile' or 'resize', got 'zoom'"),
+])
+def test_bad_config_camera_or_model_exit_2_with_one_line(int8_model, tmp_path, capsys, extra, message):
+    write_video(tmp_path / "line.avi", frames=2)
+    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi", **extra)
+    assert main(["run", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_edge_imports_no_tensorflow_even_when_running(int8_model, tmp_path):
+    """The device installs only the edge extra: `station run` must never pull TensorFlow or Keras in."""
+    write_video(tmp_path / "line.avi", frames=2)
+    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi")
+    code = ("import sys; from edge.cli import main; rc = main(['run', '--config', sys.argv[1]]);"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax')];"
+            "print('LOADED', bad); sys.exit(rc or bool(bad))")
+    result = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True)
+    assert result.returncode == 0 and "LOADED []" in result.stdout, result.stdout + result.stderr
