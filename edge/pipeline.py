@@ -1,6 +1,6 @@
 """Capture, inference and decision/output, each in its own thread, joined by bounded queues.
 
-    pipeline = Pipeline(source, infer=segment, decide=judge, record=write, queue_size=2)
+    pipeline = Pipeline(source, infer=segment, decide=judge, record=write, on_gap=log_gap, queue_size=2)
     pipeline.run(status=print)     # until the source ends, max_frames, or pipeline.stop()
 
 Files and folders hand every frame through in order. For live sources the queue to inference
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.sources import Frame, Source
+from edge.sources import Frame, Gap, Source
 
 _END = object()
 
@@ -36,11 +36,13 @@ class Stats:
     rejects: int = 0
     dropped: int = 0
     first_verdict: float | None = None
+    last_verdict: float | None = None
     latency_ms: list[float] = field(default_factory=list)  # capture -> verdict
     infer_ms: list[float] = field(default_factory=list)
 
     def fps(self) -> float:
-        elapsed = time.monotonic() - self.started
+        """Frames judged per second, from the start to the last verdict (or now, while running)."""
+        elapsed = (self.last_verdict or time.monotonic()) - self.started
         return self.judged / elapsed if elapsed > 0 else 0.0
 
     def percentile(self, values: list[float], q: float) -> float:
@@ -57,8 +59,9 @@ class Pipeline:
     """Three threads: capture -> infer -> decide + record."""
 
     def __init__(self, source: Source, infer: Callable[[Frame], Any], decide: Callable[[Frame, Any, dict], Any],
-                 record: Callable[[Any], bool], queue_size: int = 2, max_frames: int | None = None):
-        self.source, self.infer, self.decide, self.record = source, infer, decide, record
+                 record: Callable[[Any], bool], on_gap: Callable[[Gap], None] = lambda gap: None,
+                 queue_size: int = 2, max_frames: int | None = None):
+        self.source, self.infer, self.decide, self.record, self.on_gap = source, infer, decide, record, on_gap
         self.max_frames = max_frames
         self.to_infer: queue.Queue = queue.Queue(queue_size)
         self.to_output: queue.Queue = queue.Queue(max(queue_size, 64))
@@ -103,8 +106,12 @@ class Pipeline:
                 continue
 
     def _capture(self) -> None:
+        gaps_seen = 0
         while not self.stopping.is_set():
             frame = self.source.read()
+            for gap in self.source.gaps[gaps_seen:]:
+                self.on_gap(gap)
+            gaps_seen = len(self.source.gaps)
             if frame is None:
                 return
             self.stats.captured += 1
@@ -145,6 +152,7 @@ class Pipeline:
             now = time.monotonic()
             self.stats.latency_ms.append((now - frame.t_capture) * 1000)
             self.stats.first_verdict = self.stats.first_verdict or now
+            self.stats.last_verdict = now
             self.stats.judged += 1
             self.stats.rejects += bool(self.record(verdict))
 

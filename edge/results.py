@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import cv2
@@ -30,12 +31,14 @@ class ResultsLog:
         self.path, self.max_bytes, self.backups = Path(path), max_bytes, backups
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = self.path.open("a")
+        self.lock = threading.Lock()  # verdicts and source events come from different threads
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self.file.flush()
-        if self.file.tell() >= self.max_bytes:
-            self._rotate()
+        with self.lock:
+            self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self.file.flush()
+            if self.file.tell() >= self.max_bytes:
+                self._rotate()
 
     def _rotate(self) -> None:
         self.file.close()

@@ -29,7 +29,7 @@ from edge.predictors import check_card
 from edge.results import OverlayStore, ResultsLog
 from edge.runtime import TFLiteModel
 from edge.segment import probability_map
-from edge.sources import CameraSettings, Frame, open_source
+from edge.sources import CameraSettings, Frame, Gap, open_source
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ class Inspector:
         out = config.output
         self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups)
         self.overlays = OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20)) if out.overlays_dir else None
+        self.tiles_per_frame = 0  # model inputs per frame, as last seen
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        self.tiles_per_frame = len(batch)
+        return self.model.predict(batch)
 
     @staticmethod
     def _ignore_mask(path: str | None) -> np.ndarray | None:
@@ -70,10 +75,10 @@ class Inspector:
         """The frame's defect probability map (full frame size; zero outside the ROI)."""
         roi = self.config.preprocess.roi
         if roi is None:
-            return probability_map(frame.image, self.model.predict, self.card)
+            return probability_map(frame.image, self._predict, self.card)
         x, y, w, h = roi
         prob = np.zeros(frame.image.shape[:2], np.float32)
-        prob[y : y + h, x : x + w] = probability_map(frame.image[y : y + h, x : x + w], self.model.predict, self.card)
+        prob[y : y + h, x : x + w] = probability_map(frame.image[y : y + h, x : x + w], self._predict, self.card)
         return prob
 
     def decide(self, frame: Frame, prob: np.ndarray | None, timing: dict) -> tuple[Frame, np.ndarray | None, Verdict]:
@@ -103,6 +108,22 @@ class Inspector:
             self.overlays.save(frame.image, prob >= self.rules.threshold, verdict.defects, f"{verdict.seq:08d}")
         return verdict.reject
 
+    def record_gap(self, gap: Gap) -> None:
+        """A source outage goes into the results log as it is reported."""
+        self.results.write({"event": "source_gap", "t_start": round(gap.t_start, 6), "t_end": round(gap.t_end, 6),
+                            "seconds": round(gap.t_end - gap.t_start, 3), "reason": gap.reason})
+
+    def bare_invoke_ms(self, runs: int) -> float:
+        """Median time of one bare invoke() of the model on a zero input, after one warm-up."""
+        x = np.zeros(self.model.input["shape"], self.model.input["dtype"])
+        self.model.invoke(x)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.model.invoke(x)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times) * 1000)
+
     def close(self) -> None:
         self.results.close()
 
@@ -128,7 +149,7 @@ def summary(stats: Stats, inspector: Inspector, source, started: float) -> str:
     lines = [
         f"frames {stats.judged} (captured {stats.captured}), rejects {stats.rejects}, dropped {stats.dropped}"
         + (f", superseded at the camera {source.superseded}" if getattr(source, "superseded", 0) else ""),
-        f"throughput {stats.judged / elapsed if elapsed else 0:.1f} fps over {elapsed:.1f} s; start-up to first verdict {first}",
+        f"throughput {stats.fps():.1f} fps over {elapsed:.1f} s; start-up to first verdict {first}",
         f"capture-to-verdict latency p50 {stats.percentile(stats.latency_ms, 50):.1f} ms, "
         f"p99 {stats.percentile(stats.latency_ms, 99):.1f} ms; inference p50 {stats.percentile(stats.infer_ms, 50):.1f} ms",
         f"source outages {len(gaps)}" + (f" ({sum(g.t_end - g.t_start for g in gaps):.1f} s without frames)" if gaps else ""),
@@ -156,7 +177,7 @@ def run(args) -> int:
     settings = CameraSettings(**config.source.model_dump(exclude={"uri"}))
     source = open_source(config.source.uri, settings)
     print(f"source {config.source.uri} ({type(source).__name__})")
-    pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record,
+    pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
                         config.pipeline.queue_size, config.pipeline.max_frames)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pipeline.stop())
@@ -166,4 +187,11 @@ def run(args) -> int:
         source.close()
         inspector.close()
     print(("\n" if sys.stderr.isatty() else "") + summary(stats, inspector, source, started))
+    if args.bench_invoke:
+        invoke = inspector.bare_invoke_ms(args.bench_invoke)
+        tiles = max(inspector.tiles_per_frame, 1)
+        bare_fps = 1000 / (invoke * tiles)
+        print(f"bare invoke {invoke:.2f} ms x {tiles} tile(s) per frame = {bare_fps:.1f} frames/s; "
+              f"daemon/bare = {stats.fps() / bare_fps:.2f}; capture-to-verdict p99 / bare frame time = "
+              f"{stats.percentile(stats.latency_ms, 99) / (invoke * tiles):.2f}")
     return 0

@@ -1,0 +1,95 @@
+import time
+
+import numpy as np
+
+from edge.decision import Rules, judge
+from edge.pipeline import Pipeline
+from edge.sources import CameraSettings, Frame, Gap, LiveSource, Source
+
+
+class ListSource(Source):
+    """A finite source of synthetic frames (a file stands in for it in test_station)."""
+
+    def __init__(self, images):
+        super().__init__("list")
+        self.images = list(images)
+
+    def read(self):
+        return self._frame(self.images.pop(0)) if self.images else None
+
+
+class FastCamera:
+    """Stands in for a camera (none exists here): a new frame every 2 ms, forever."""
+
+    def __init__(self, target):
+        self.n = 0
+
+    def isOpened(self):
+        return True
+
+    def set(self, prop, value):
+        return True
+
+    def read(self):
+        time.sleep(0.002)
+        self.n += 1
+        return True, np.zeros((8, 8, 3), np.uint8)
+
+    def release(self):
+        pass
+
+
+def _decide(frame, prob, timing):
+    return judge(frame.seq, frame.t_capture, prob, Rules(0.5, 1), timing, reason=timing.get("reason", ""))
+
+
+def test_every_frame_of_a_file_is_judged_in_order():
+    images = [np.full((8, 8, 3), 255 * (i % 2), np.uint8) for i in range(30)]
+    verdicts = []
+    infer = lambda f: f.image[..., 0] / 255.0  # noqa: E731  white frames are "defects"
+    stats = Pipeline(ListSource(images), infer, _decide, lambda v: verdicts.append(v) or v.reject).run()
+    assert [v.seq for v in verdicts] == list(range(30))
+    assert [v.reject for v in verdicts] == [bool(i % 2) for i in range(30)]
+    assert (stats.judged, stats.rejects, stats.dropped) == (30, 15, 0)
+
+
+def test_live_source_drops_the_oldest_when_inference_falls_behind_and_rejects_them():
+    source = LiveSource(0, CameraSettings(), opener=FastCamera)
+    verdicts = []
+
+    def slow_infer(frame):
+        time.sleep(0.02)
+        return np.zeros(frame.image.shape[:2])
+
+    pipeline = Pipeline(source, slow_infer, _decide, lambda v: verdicts.append(v) or v.reject, queue_size=2, max_frames=40)
+    stats = pipeline.run()
+    source.close()
+    dropped = [v for v in verdicts if v.reason.startswith("not judged")]
+    assert stats.captured == 40 and stats.judged == 40 and stats.dropped == len(dropped) > 0
+    assert all(v.reject for v in dropped)  # fail-safe: never passed
+    assert sorted(v.seq for v in verdicts) == list(range(40))  # every frame taken is accounted for
+    judged = [v.seq for v in verdicts if not v.reason.startswith("not judged")]
+    assert judged == sorted(judged)
+
+
+def test_gaps_are_reported_as_they_happen_and_a_crashed_stage_stops_the_run():
+    class GappySource(ListSource):
+        def read(self):
+            if len(self.images) == 2:
+                self.gaps.append(Gap(1.0, 2.0, "read failed; reconnected"))
+            return super().read()
+
+    gaps = []
+    Pipeline(GappySource([np.zeros((4, 4, 3), np.uint8)] * 4), lambda f: np.zeros((4, 4)), _decide,
+             lambda v: False, on_gap=gaps.append).run()
+    assert [g.reason for g in gaps] == ["read failed; reconnected"]
+
+    def broken(frame):
+        raise RuntimeError("invoke failed")
+
+    try:
+        Pipeline(ListSource([np.zeros((4, 4, 3), np.uint8)] * 50), broken, _decide, lambda v: False).run()
+    except RuntimeError as exc:
+        assert "invoke failed" in str(exc)
+    else:
+        raise AssertionError("the stage's error was swallowed")
