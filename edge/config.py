@@ -108,6 +108,17 @@ def _message(error: dict) -> str:
     return f"{key}: expected {expected}, got {error['input']!r}"
 
 
+def reference_markdown() -> str:
+    """The README's configuration reference: every key of every station section, from the models."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for section, field in StationConfig.model_fields.items():
+        for key, info in field.annotation.model_fields.items():
+            default = "required" if info.is_required() else "null" if info.default is None else repr(info.default).lower() \
+                if isinstance(info.default, bool) else str(info.default)
+            lines.append(f"| `{section}.{key}` | {default} | {info.description} |")
+    return "\n".join(lines) + "\n"
+
+
 def load_station_config(path: str | Path, overrides: dict[str, dict] | None = None) -> StationConfig:
     """The station sections of the config file, with command-line overrides merged in."""
     doc = {k: v for k, v in read_yaml(path).items() if k not in ("train", "eval")}

@@ -117,3 +117,34 @@ def test_edge_imports_no_tensorflow_even_when_running(int8_model, tmp_path):
             "print('LOADED', bad); sys.exit(rc or bool(bad))")
     result = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True)
     assert result.returncode == 0 and "LOADED []" in result.stdout, result.stdout + result.stderr
+
+
+def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(int8_model, tmp_path):
+    rng = np.random.default_rng(1)
+    image = np.clip(150 + rng.normal(0, 3, (128, 256, 3)), 0, 255).astype(np.uint8)
+    cv2.circle(image, (40, 64), 6, (80, 80, 80), -1)  # left pit
+    cv2.circle(image, (200, 64), 6, (80, 80, 80), -1)  # right pit
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), image[..., ::-1])
+    ignore = np.zeros((128, 256), np.uint8)
+    ignore[:, 150:] = 255
+    cv2.imwrite(str(tmp_path / "ignore.png"), ignore)
+    centres = {}
+    for name, pre in (("all", {}), ("roi", {"roi": [0, 0, 128, 128]}), ("ignore", {"ignore_mask": str(tmp_path / "ignore.png")})):
+        (tmp_path / "out" / "results.jsonl").unlink(missing_ok=True)
+        config = _config(tmp_path, int8_model[1] / "model_int8.tflite", folder, preprocess=pre, decision={"min_area_px": 20})
+        assert main(["run", "--config", str(config)]) == 0
+        centres[name] = sorted(round(d["centroid"][0] / 100) for d in _records(tmp_path)[0]["defects"])
+    assert centres == {"all": [0, 2], "roi": [0], "ignore": [0]}
+
+
+def test_shipped_config_is_valid_and_the_readme_lists_every_key():
+    from pathlib import Path
+
+    from edge.config import load_station_config, reference_markdown
+
+    root = Path(__file__).parent.parent
+    config = load_station_config(root / "config.yaml")
+    assert config.model.path.endswith("model_int8.tflite") and config.source.realtime
+    assert reference_markdown() in (root / "README.md").read_text()

@@ -1,6 +1,7 @@
 """Synthetic surface-defect data: thin dark cracks and blobs on a noisy, unevenly lit texture.
 
     python -m training.synthetic --out data/synth --images 60
+    python -m training.synthetic --video line.avi --frames 120    # + line.csv: frame,defect
 
 Writes a folder dataset (images/, masks/, index.csv) whose masks are exactly what was drawn, or
 (`write_video`) a video whose frames carry defects at known frame numbers. Used by the tests and
@@ -98,14 +99,24 @@ def write_video(path: str | Path, frames: int = 40, size: tuple[int, int] = (120
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--out", default=None, help="folder dataset to write")
+    p.add_argument("--video", default=None, help="video file to write (MJPG .avi), its ground truth beside it as .csv")
+    p.add_argument("--frames", type=int, default=120, help="video frames (every third has a defect)")
     p.add_argument("--images", type=int, default=40, help="number of images")
     p.add_argument("--height", type=int, default=160, help="image height")
     p.add_argument("--width", type=int, default=224, help="image width")
     p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="1 gray, 3 RGB")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     a = p.parse_args()
-    print(f"wrote {write_dataset(a.out, a.images, (a.height, a.width), a.channels, seed=a.seed)}")
+    if not (a.out or a.video):
+        p.error("give --out, --video or both")
+    if a.out:
+        print(f"wrote {write_dataset(a.out, a.images, (a.height, a.width), a.channels, seed=a.seed)}")
+    if a.video:
+        Path(a.video).parent.mkdir(parents=True, exist_ok=True)
+        truth = write_video(a.video, a.frames, (a.height, a.width), seed=a.seed + 1)
+        Path(a.video).with_suffix(".csv").write_text("frame,defect\n" + "".join(f"{i},{int(t)}\n" for i, t in enumerate(truth)))
+        print(f"wrote {a.video} ({a.frames} frames, {sum(truth)} with a defect)")
 
 
 if __name__ == "__main__":
