@@ -5,7 +5,9 @@
     model.describe(), model.op_types(), model.delegate_partitions()
 
 Inputs are quantized and outputs dequantized with the tensor's own scale and zero point, so int8,
-float16 and float32 files are used the same way.
+float16 and float32 files are used the same way. All tiles of a frame go through one invoke: the
+input's batch dimension is resized to the tile count (once, while the frame size stays the same);
+where the runtime refuses, they go one by one.
 """
 
 from __future__ import annotations
@@ -74,6 +76,19 @@ class TFLiteModel:
             raise BadInput(f"{self.path}: not a valid TFLite model ({str(exc).splitlines()[0]})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+        self.batchable = True
+
+    def _resize_batch(self, batch: int) -> None:
+        try:
+            self.interpreter.resize_tensor_input(self.input["index"], [batch, *self.input["shape"][1:]], strict=False)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError):
+            log.info("%s: batch size is fixed; tiles are invoked one by one", self.path)
+            self.batchable = False
+            self.interpreter.resize_tensor_input(self.input["index"], [1, *self.input["shape"][1:]], strict=False)
+            self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
 
     def describe(self) -> str:
         """Which runtime, version, delegate and threads run this model, in one line."""
@@ -88,6 +103,8 @@ class TFLiteModel:
 
     def predict(self, tiles: np.ndarray) -> np.ndarray:
         """Probabilities (N, h, w) of uint8 tiles (N, h, w, C), any N."""
+        if self.batchable and len(tiles) != self.input["shape"][0]:
+            self._resize_batch(len(tiles))
         scale, zero = self.input["quantization"]
         dtype, per_call = self.input["dtype"], int(self.input["shape"][0])
         x = tiles.astype(np.float32)

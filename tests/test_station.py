@@ -148,3 +148,17 @@ def test_shipped_config_is_valid_and_the_readme_lists_every_key():
     config = load_station_config(root / "config.yaml")
     assert config.model.path.endswith("model_int8.tflite") and config.source.realtime
     assert reference_markdown() in (root / "README.md").read_text()
+
+
+def test_tiles_of_a_frame_go_through_one_invoke_with_the_same_result(int8_model):
+    from edge.runtime import TFLiteModel
+
+    tiles = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+    batched = TFLiteModel(int8_model[1] / "model_int8.tflite")
+    calls = []
+    invoke = batched.interpreter.invoke
+    batched.interpreter.invoke = lambda: calls.append(1) or invoke()
+    together = batched.predict(tiles)
+    one_by_one = np.concatenate([TFLiteModel(int8_model[1] / "model_int8.tflite").predict(t[None]) for t in tiles])
+    assert len(calls) == 1 and tuple(batched.input["shape"]) == (6, 64, 64, 3)
+    np.testing.assert_array_equal(together, one_by_one)
