@@ -88,6 +88,8 @@ def _add_run(sub) -> None:
     p.add_argument("--source", default=None, help="override source.uri: 0, /dev/video0, rtsp://..., a pipeline, a folder, a video")
     p.add_argument("--model", default=None, help="override model.path (a .tflite file with its card)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set source.realtime=false --set decision.min_area_px=20")
     p.add_argument("--bench-invoke", type=int, default=0, metavar="N",
                    help="after the run, time N bare invoke() calls and compare the daemon's throughput and latency")
 

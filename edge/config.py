@@ -119,6 +119,21 @@ def reference_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_overrides(items: list[str]) -> dict[str, dict]:
+    """`section.key=value` strings (values read as YAML) as {section: {key: value}}."""
+    overrides: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not (sep and dot and section and name):
+            raise BadInput(f"--set {item}: expected SECTION.KEY=VALUE, e.g. source.realtime=false")
+        try:
+            overrides.setdefault(section, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise BadInput(f"--set {item}: the value is not valid YAML") from None
+    return overrides
+
+
 def load_station_config(path: str | Path, overrides: dict[str, dict] | None = None) -> StationConfig:
     """The station sections of the config file, with command-line overrides merged in."""
     doc = {k: v for k, v in read_yaml(path).items() if k not in ("train", "eval")}

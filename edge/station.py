@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from edge.card import ModelCard
-from edge.config import StationConfig, load_station_config
+from edge.config import StationConfig, load_station_config, parse_overrides
 from edge.decision import Rules, Verdict, judge
 from edge.errors import BadInput
 from edge.pipeline import Pipeline, Stats
@@ -165,11 +165,11 @@ def run(args) -> int:
     started = time.monotonic()
     if not args.config:
         raise BadInput("station run needs --config FILE (see config.yaml)")
-    overrides = {"source": {"uri": args.source}} if args.source else {}
-    if args.model:
-        overrides["model"] = {"path": args.model}
-    if args.max_frames:
-        overrides["pipeline"] = {"max_frames": args.max_frames}
+    overrides = parse_overrides(args.set)
+    for section, key, value in (("source", "uri", args.source), ("model", "path", args.model),
+                                ("pipeline", "max_frames", args.max_frames)):
+        if value:
+            overrides.setdefault(section, {})[key] = value
     config = load_station_config(args.config, overrides)
     inspector = Inspector(config)
     print(f"model {inspector.model.describe()}; {inspector.card.preprocess.mode} "

@@ -162,3 +162,13 @@ def test_tiles_of_a_frame_go_through_one_invoke_with_the_same_result(int8_model)
     one_by_one = np.concatenate([TFLiteModel(int8_model[1] / "model_int8.tflite").predict(t[None]) for t in tiles])
     assert len(calls) == 1 and tuple(batched.input["shape"]) == (6, 64, 64, 3)
     np.testing.assert_array_equal(together, one_by_one)
+
+
+def test_set_overrides_any_key_and_is_validated(int8_model, tmp_path, capsys):
+    write_video(tmp_path / "line.avi", frames=6)
+    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi")
+    assert main(["run", "--config", str(config), "--set", "pipeline.max_frames=2", "--set", "output.overlays_dir=null"]) == 0
+    assert len(_records(tmp_path)) == 2 and not (tmp_path / "out" / "rejects").exists()
+    assert main(["run", "--config", str(config), "--set", "decision.min_area_px=ten"]) == 2
+    assert main(["run", "--config", str(config), "--set", "realtime"]) == 2
+    assert "expected SECTION.KEY=VALUE" in capsys.readouterr().err
