@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,17 @@ class TFLiteModel:
         self.interpreter.set_tensor(self.input["index"], batch)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output["index"])
+
+    def invoke_ms(self, runs: int = 20) -> float:
+        """Median wall time of one bare invoke() at the current input shape, after one warm-up."""
+        x = np.zeros(self.input["shape"], self.input["dtype"])
+        self.invoke(x)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.invoke(x)
+            times.append(time.perf_counter() - start)
+        return float(np.median(times) * 1000)
 
     def predict(self, tiles: np.ndarray) -> np.ndarray:
         """Probabilities (N, h, w) of uint8 tiles (N, h, w, C), any N."""

@@ -9,7 +9,6 @@ size, its op types, the delegate partitions LiteRT made, and its median invoke l
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +18,6 @@ from edge.evaluate import predict_maps
 from edge.metrics import evaluate_maps
 from edge.predictors import keras_predict
 from edge.runtime import TFLiteModel
-
-LATENCY_RUNS = 20
-
-
-def invoke_latency_ms(model: TFLiteModel, runs: int = LATENCY_RUNS) -> float:
-    """Median wall time of one invoke on a zero input, after one warm-up."""
-    x = np.zeros(model.input["shape"], model.input["dtype"])
-    model.invoke(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.invoke(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
-
 
 def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard) -> dict[str, dict]:
     """Metrics of the Keras model and of each TFLite file on the same images and threshold."""
@@ -53,7 +37,7 @@ def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard) ->
             "delegate_partitions": model.delegate_partitions(),
             "input_dtype": np.dtype(model.input["dtype"]).name,
             "output_dtype": np.dtype(model.output["dtype"]).name,
-            "latency_ms": {t: invoke_latency_ms(TFLiteModel(path, num_threads=t)) for t in (1, 2)},
+            "latency_ms": {t: TFLiteModel(path, num_threads=t).invoke_ms() for t in (1, 2)},
             "runtime": model.runtime,
         }
     return results
