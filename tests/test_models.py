@@ -87,3 +87,18 @@ def test_focal_term_lowers_the_loss_of_easy_pixels():
     plain = float(SegmentationLoss(1.0, 0.0)(y, p))
     focal = float(SegmentationLoss(1.0, 0.0, focal_gamma=2.0)(y, p))
     assert focal == pytest.approx(plain * 0.1**2, rel=1e-4)
+
+
+def test_crops_hold_defects_as_often_as_asked_even_when_most_images_are_clean():
+    from training.data import CropDataset
+
+    rng = np.random.default_rng(0)
+    clean = [(f"c{i}", rng.integers(0, 255, (80, 80, 1), dtype=np.uint8), np.zeros((80, 80), np.uint8)) for i in range(9)]
+    mask = np.zeros((80, 80), np.uint8)
+    mask[40:43, 10:20] = 1
+    pairs = clean + [("d", rng.integers(0, 255, (80, 80, 1), dtype=np.uint8), mask)]
+    batches = CropDataset(pairs, crop=32, batch_size=50, samples_per_epoch=200, defect_fraction=0.6)
+    share = np.mean([y[i].any() for b in range(len(batches)) for y in [batches[b][1]] for i in range(50)])
+    assert 0.5 < share < 0.75  # not the 6 % that picking the image first would give
+    again = CropDataset(pairs, crop=32, batch_size=50, samples_per_epoch=200, defect_fraction=0.6)
+    np.testing.assert_array_equal(batches[1][0], again[1][0])  # same seed, same batches

@@ -86,6 +86,7 @@ class CropDataset(keras.utils.PyDataset):
                            cv2.resize(m, size, interpolation=cv2.INTER_NEAREST)) for _, i, m in pairs]
         else:
             self.pairs = [pad_to(i, m, crop) for _, i, m in pairs]
+        self.defective = [i for i, (_, m) in enumerate(self.pairs) if m.any()]
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -98,9 +99,13 @@ class CropDataset(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         xs, ys = [], []
         for _ in range(self.batch_size):
-            image, mask = self.pairs[int(rng.integers(len(self.pairs)))]
+            index = int(rng.integers(len(self.pairs)))
+            near_defect = rng.random() < self.defect_fraction
+            if near_defect and self.defective and not self.pairs[index][1].any():
+                index = self.defective[index % len(self.defective)]  # a defect crop needs a defective image
+            image, mask = self.pairs[index]
             if not self.resize:
-                image, mask = random_crop(image, mask, self.crop, rng, rng.random() < self.defect_fraction)
+                image, mask = random_crop(image, mask, self.crop, rng, near_defect)
             if self.augmentation:
                 image, mask = augment(image, mask, rng)
             xs.append(image.astype(np.float32))
