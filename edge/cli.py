@@ -20,7 +20,8 @@ from edge.metrics import MIN_AREA_PX
 COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--config", default=None, help="YAML file: its section named after the verb sets the defaults")
 
-HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command", "run": "edge.station"}
+HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command", "run": "edge.station",
+            "plc-sim": "edge.plc_sim"}
 
 
 def _add_train(sub) -> None:
@@ -94,6 +95,18 @@ def _add_run(sub) -> None:
                    help="after the run, time N bare invoke() calls and compare the daemon's throughput and latency")
 
 
+def _add_plc_sim(sub) -> None:
+    p = sub.add_parser("plc-sim", help="a PLC stand-in on a serial port or pseudo-terminal",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p.add_argument("--pty", action="store_true", help="open a pseudo-terminal and print its path")
+    p.add_argument("--port", default=None, help="use this existing serial port instead")
+    p.add_argument("--link", default=None, help="also make this symlink to the port (a stable name)")
+    p.add_argument("--ack", action="store_true", help="answer each 'REJ <seq> ...' with 'ACK <seq>'")
+    p.add_argument("--speed", type=float, default=0, help="send 'SPD <mm/s>' every second (0: never)")
+    p.add_argument("--csv", default=None, help="append every received line to this CSV (monotonic time, wall time, line)")
+    p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: on SIGTERM/Ctrl-C)")
+
+
 def parser(config: str | None = None) -> argparse.ArgumentParser:
     """The `station` argument parser with every verb; a config file's sections set their defaults."""
     p = argparse.ArgumentParser(prog="station", description="Edge inspection station: train, evaluate and run defect segmentation.")
@@ -104,6 +117,7 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_quantize(sub)
     _add_run(sub)
+    _add_plc_sim(sub)
     if config:
         apply_config(sub.choices, config)
     return p

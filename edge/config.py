@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import BadInput
 
@@ -71,12 +71,65 @@ class OutputConfig(Section):
     status_interval_s: float = Field(1.0, gt=0, description="seconds between live status updates")
 
 
+PLACEHOLDERS = {"reject_template": {"seq": 0, "lane": 1, "pulse_ms": 50}, "heartbeat_template": {"count": 1},
+                "alarm_template": {"reason": "r"}, "ack_pattern": {"seq": 0}}
+
+
+class GateConfig(Section):
+    driver: Literal["serial", "log"] = Field("log", description="serial: ASCII lines to the PLC; log: a dry run")
+    port: str | None = Field(None, description="serial port (/dev/ttyUSB0, a udev name, a pty) or a pyserial URL")
+    baudrate: int = Field(115200, gt=0, description="serial speed")
+    parity: Literal["N", "E", "O"] = Field("N", description="serial parity")
+    stopbits: Literal[1, 1.5, 2] = Field(1, description="serial stop bits")
+    reject_template: str = Field("REJ {seq} {lane} {pulse_ms}\r\n", description="line sent per reject")
+    heartbeat_template: str = Field("HB {count}\r\n", description="line sent every heartbeat_ms")
+    alarm_template: str = Field("STOP {reason}\r\n", description="stop-line alarm line")
+    ack_pattern: str | None = Field(None, description="line the PLC answers per reject, e.g. 'ACK {seq}' (null: none)")
+    ack_timeout_ms: float = Field(50, gt=0, description="wait this long for the ack before sending again")
+    ack_retries: int = Field(2, ge=0, description="resends without ack before the reject is logged unacknowledged")
+    timing: Literal["immediate", "delay"] = Field("immediate", description="immediate: the PLC tracks the part; delay: the station fires when the part reaches the gate")
+    distance_mm: float = Field(0, ge=0, description="delay: camera-to-gate distance along the belt")
+    belt_speed_mm_s: float = Field(500, gt=0, description="delay: belt speed until the PLC sends 'SPD <mm/s>'")
+    actuator_lead_ms: float = Field(0, ge=0, description="delay: fire this much before the part arrives")
+    lanes: int = Field(1, ge=1, description="lanes across the frame width; the defect's centroid picks the lane")
+    pulse_ms: int = Field(50, gt=0, description="gate pulse width, passed to the PLC in the template")
+    recovery_ms: float = Field(100, ge=0, description="rejects closer than this on one lane are merged")
+    verdict_deadline_ms: float = Field(1000, gt=0, description="a frame with no verdict by then is handled fail-safe")
+    on_missing_verdict: Literal["reject", "stop_line"] = Field("reject", description="fail-safe action for a missing verdict")
+    heartbeat_ms: float = Field(500, ge=0, description="heartbeat period for the PLC's watchdog (0: none)")
+    max_consecutive_rejects: int = Field(0, ge=0, description="above this many rejects in a row, send the alarm (0: off)")
+    late_tolerance_ms: float = Field(20, ge=0, description="a reject sent later than this after its time is logged late")
+    give_up_ms: float = Field(1000, ge=0, description="a reject this far past its time is not sent, and logged missed")
+    reconnect_initial_s: float = Field(0.2, gt=0, description="first wait before reopening a lost port")
+    reconnect_max_s: float = Field(5.0, gt=0, description="longest wait between reopen attempts")
+
+    @field_validator("reject_template", "heartbeat_template", "alarm_template", "ack_pattern")
+    @classmethod
+    def _placeholders(cls, value, info):
+        if value is not None:
+            try:
+                value.format(**PLACEHOLDERS[info.field_name])
+            except (KeyError, IndexError, ValueError) as exc:
+                allowed = ", ".join("{%s}" % k for k in PLACEHOLDERS[info.field_name])
+                raise ValueError(f"unknown placeholder {exc} (use {allowed})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.driver == "serial" and not self.port:
+            raise ValueError("driver serial needs gate.port")
+        if self.timing == "delay" and not self.distance_mm:
+            raise ValueError("timing delay needs gate.distance_mm")
+        return self
+
+
 class StationConfig(Section):
     model: ModelConfig
     source: SourceConfig
     preprocess: PreprocessConfig = PreprocessConfig()
     decision: DecisionConfig = DecisionConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    gate: GateConfig = GateConfig()
     output: OutputConfig = OutputConfig()
 
 
@@ -100,6 +153,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 def _message(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "value_error":
+        return f"{key + ': ' if key else ''}{error['msg'].removeprefix('Value error, ')}"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     if error["type"] == "missing":
@@ -113,8 +168,10 @@ def reference_markdown() -> str:
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for section, field in StationConfig.model_fields.items():
         for key, info in field.annotation.model_fields.items():
-            default = "required" if info.is_required() else "null" if info.default is None else repr(info.default).lower() \
-                if isinstance(info.default, bool) else str(info.default)
+            value = info.default
+            default = ("required" if info.is_required() else "null" if value is None else str(value).lower()
+                       if isinstance(value, bool) else f"`{value.encode('unicode_escape').decode()}`"
+                       if isinstance(value, str) else str(value))
             lines.append(f"| `{section}.{key}` | {default} | {info.description} |")
     return "\n".join(lines) + "\n"
 

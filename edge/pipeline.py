@@ -1,6 +1,6 @@
 """Capture, inference and decision/output, each in its own thread, joined by bounded queues.
 
-    pipeline = Pipeline(source, infer=segment, decide=judge, record=write, on_gap=log_gap, queue_size=2)
+    pipeline = Pipeline(source, infer=segment, decide=judge, record=write, on_capture=gate.expect, queue_size=2)
     pipeline.run(status=print)     # until the source ends, max_frames, or pipeline.stop()
 
 Files and folders hand every frame through in order. For live sources the queue to inference
@@ -60,8 +60,10 @@ class Pipeline:
 
     def __init__(self, source: Source, infer: Callable[[Frame], Any], decide: Callable[[Frame, Any, dict], Any],
                  record: Callable[[Any], bool], on_gap: Callable[[Gap], None] = lambda gap: None,
+                 on_capture: Callable[[int, float], None] = lambda seq, t: None,
                  queue_size: int = 2, max_frames: int | None = None):
-        self.source, self.infer, self.decide, self.record, self.on_gap = source, infer, decide, record, on_gap
+        self.source, self.infer, self.decide, self.record = source, infer, decide, record
+        self.on_gap, self.on_capture = on_gap, on_capture
         self.max_frames = max_frames
         self.to_infer: queue.Queue = queue.Queue(queue_size)
         self.to_output: queue.Queue = queue.Queue(max(queue_size, 64))
@@ -114,6 +116,7 @@ class Pipeline:
             gaps_seen = len(self.source.gaps)
             if frame is None:
                 return
+            self.on_capture(frame.seq, frame.t_capture)
             self.stats.captured += 1
             if not self.source.live:
                 self._put(self.to_infer, frame)

@@ -24,6 +24,7 @@ from edge.card import ModelCard
 from edge.config import StationConfig, load_station_config, parse_overrides
 from edge.decision import Rules, Verdict, judge
 from edge.errors import BadInput
+from edge.gate import Gate, open_driver
 from edge.pipeline import Pipeline, Stats
 from edge.predictors import check_card
 from edge.results import OverlayStore, ResultsLog
@@ -57,6 +58,7 @@ class Inspector:
         self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups)
         self.overlays = OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20)) if out.overlays_dir else None
         self.tiles_per_frame = 0  # model inputs per frame, as last seen
+        self.gate = Gate(config.gate, open_driver(config.gate), self.results.write)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         self.tiles_per_frame = len(batch)
@@ -88,9 +90,16 @@ class Inspector:
         verdict = judge(frame.seq, frame.t_capture, prob, self.rules, timing, ignore, timing.get("reason", ""))
         return frame, prob, verdict
 
+    def lanes(self, verdict: Verdict, width: int) -> list[int]:
+        """The gate lanes (1..N, across the frame width) holding the verdict's kept defects."""
+        n = self.config.gate.lanes
+        return sorted({min(int(d.centroid[0] / width * n), n - 1) + 1 for d in verdict.defects if d.kept})
+
     def record(self, judged: tuple[Frame, np.ndarray | None, Verdict]) -> bool:
-        """Append the verdict to the results log, save the reject overlay; True for a reject."""
+        """Tell the gate, append the verdict to the results log, save the reject overlay; True for a reject."""
         frame, prob, verdict = judged
+        self.gate.verdict(verdict.seq, frame.t_capture, verdict.reject, self.lanes(verdict, frame.image.shape[1]),
+                          verdict.reason)
         latency = (time.monotonic() - frame.t_capture) * 1000
         self.results.write({
             "seq": verdict.seq,
@@ -113,8 +122,11 @@ class Inspector:
         self.results.write({"event": "source_gap", "t_start": round(gap.t_start, 6), "t_end": round(gap.t_end, 6),
                             "seconds": round(gap.t_end - gap.t_start, 3), "reason": gap.reason})
 
-    def close(self) -> None:
+    def close(self) -> dict[str, int]:
+        """Let the gate fire what is due, then close the log; returns the gate's reject counts."""
+        counts = self.gate.close()
         self.results.close()
+        return counts
 
 
 def _status_printer(interval: float):
@@ -163,19 +175,21 @@ def run(args) -> int:
     inspector = Inspector(config)
     print(f"model {inspector.model.describe()}; {inspector.card.preprocess.mode} "
           f"{inspector.card.input.height}x{inspector.card.input.width}, threshold {inspector.rules.threshold:.2f}")
-    settings = CameraSettings(**config.source.model_dump(exclude={"uri"}))
-    source = open_source(config.source.uri, settings)
-    print(f"source {config.source.uri} ({type(source).__name__})")
-    pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
-                        config.pipeline.queue_size, config.pipeline.max_frames)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: pipeline.stop())
+    source = None
     try:
+        source = open_source(config.source.uri, CameraSettings(**config.source.model_dump(exclude={"uri"})))
+        print(f"source {config.source.uri} ({type(source).__name__})")
+        pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
+                            inspector.gate.expect, config.pipeline.queue_size, config.pipeline.max_frames)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: pipeline.stop())
         stats = pipeline.run(_status_printer(config.output.status_interval_s), config.output.status_interval_s)
     finally:
-        source.close()
-        inspector.close()
+        if source is not None:
+            source.close()
+        gate_counts = inspector.close()
     print(("\n" if sys.stderr.isatty() else "") + summary(stats, inspector, source, started))
+    print(f"gate ({config.gate.driver}, {config.gate.timing}): " + ", ".join(f"{k} {v}" for k, v in gate_counts.items()))
     if args.bench_invoke:
         invoke = inspector.model.invoke_ms(args.bench_invoke)  # the input is still shaped for one frame's tiles
         tiles = max(inspector.tiles_per_frame, 1)

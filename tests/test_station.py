@@ -25,8 +25,13 @@ def _config(tmp_path, model_path, uri, **extra):
     return path
 
 
-def _records(tmp_path):
+def _log(tmp_path):
     return [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+
+
+def _records(tmp_path):
+    """The per-frame verdict records (the log also holds the gate's events)."""
+    return [r for r in _log(tmp_path) if "verdict" in r]
 
 
 def test_verdicts_match_the_frames_with_defects(int8_model, tmp_path, capsys):
@@ -172,3 +177,31 @@ def test_set_overrides_any_key_and_is_validated(int8_model, tmp_path, capsys):
     assert main(["run", "--config", str(config), "--set", "decision.min_area_px=ten"]) == 2
     assert main(["run", "--config", str(config), "--set", "realtime"]) == 2
     assert "expected SECTION.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_the_plc_stand_in_receives_a_reject_for_every_defect_frame(int8_model, tmp_path):
+    from edge.plc_sim import PLCStandIn
+
+    truth = write_video(tmp_path / "line.avi", frames=15, size=(120, 160), seed=7)
+    plc = PLCStandIn()
+    gate = {"driver": "serial", "port": plc.path, "timing": "delay", "distance_mm": 100, "belt_speed_mm_s": 400,
+            "heartbeat_ms": 0, "recovery_ms": 0, "lanes": 2}
+    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi", gate=gate,
+                     source={"realtime": True})
+    try:
+        assert main(["run", "--config", str(config)]) == 0
+        deadline = time.monotonic() + 2
+        while len(plc.received) < sum(truth) and time.monotonic() < deadline:
+            plc.poll(0.05)
+        plc.poll(0.05)
+    finally:
+        plc.close()
+    seqs = [int(line.split()[1]) for _, line in plc.received if line.startswith("REJ")]
+    assert sorted(set(seqs)) == [i for i, t in enumerate(truth) if t]
+    assert all(int(line.split()[2]) in (1, 2) for _, line in plc.received)
+    records = _log(tmp_path)
+    frames = {r["seq"]: r for r in records if "verdict" in r}
+    sent = [r for r in records if r.get("event") == "reject"]
+    assert {r["status"] for r in sent} == {"sent"}
+    for r in sent:  # fired 250 ms (100 mm at 400 mm/s) after capture
+        assert abs(r["fire_at"] - frames[r["seq"]]["t_capture"] - 0.25) < 1e-3 and abs(r["error_ms"]) < 5

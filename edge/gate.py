@@ -1,0 +1,375 @@
+"""The reject gate: when to fire, over which wire, and what happens when things fail.
+
+    gate = Gate(config.gate, open_driver(config.gate), results_log)
+    gate.expect(frame.seq, frame.t_capture)            # at capture: a verdict is now owed
+    gate.verdict(seq, t_capture, reject, lanes, reason)  # at decision
+    gate.close()                                       # fires what is still due, logs the rest
+
+`immediate` timing sends a reject as soon as the verdict exists (the PLC tracks the part);
+`delay` holds it until the part reaches the gate: capture time + distance / belt speed - actuator
+lead, the belt speed fixed or read from `SPD <mm/s>` lines the PLC sends. Fail-safe: a frame with
+no verdict by its deadline is rejected (or the line stopped); a heartbeat feeds the PLC's
+watchdog; too many rejects in a row send the stop-line alarm; a lost port is reopened with backoff
+and the rejects it held are sent late if still useful, else logged as missed. Every reject ends in
+the results log as sent, acknowledged, merged, late or missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import termios
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+ALL_LANES = 0  # the lane of a fail-safe reject, whose defect has no known place
+
+
+@dataclass
+class RejectCommand:
+    """One reject on its way to the gate, and how it ended."""
+
+    seq: int
+    lane: int
+    fire_at: float  # monotonic seconds
+    reason: str
+    status: str = "pending"  # then: sent, acknowledged, merged, late, missed
+    sent_at: float | None = None
+    attempts: int = 0
+    merged_into: int | None = None
+    ack_due: float | None = None
+
+
+class GateLost(Exception):
+    """The wire to the PLC is gone (unplugged adapter, closed port)."""
+
+
+class Driver(Protocol):
+    def open(self) -> None: ...
+    def send(self, line: str) -> None: ...
+    def read_lines(self) -> list[str]: ...
+    def close(self) -> None: ...
+
+
+class LogDriver:
+    """A dry run: logs what it would send."""
+
+    def __init__(self):
+        self.sent: list[str] = []
+
+    def open(self) -> None:
+        pass
+
+    def send(self, line: str) -> None:
+        self.sent.append(line)
+        log.info("gate (dry run): %r", line)
+
+    def read_lines(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+PORT_ERRORS = (OSError, termios.error)  # pyserial's SerialException is an OSError; tcdrain raises termios.error
+
+
+class SerialDriver:
+    """ASCII lines over a serial port (pyserial; a path, or a URL such as loop://)."""
+
+    def __init__(self, port: str, baudrate: int = 115200, parity: str = "N", stopbits: float = 1):
+        self.port, self.settings = port, {"baudrate": baudrate, "parity": parity, "stopbits": stopbits}
+        self.serial = None
+        self.buffer = b""
+
+    def open(self) -> None:
+        import serial
+
+        try:
+            self.serial = serial.serial_for_url(self.port, timeout=0, write_timeout=0.5, **self.settings)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise GateLost(f"{self.port}: {exc}") from None
+
+    def send(self, line: str) -> None:
+        import serial
+
+        if self.serial is None:
+            raise GateLost(f"{self.port}: not open")
+        try:
+            self.serial.write(line.encode("ascii"))
+            self.serial.flush()
+        except (serial.SerialException, *PORT_ERRORS) as exc:
+            self.close()
+            raise GateLost(f"{self.port}: {exc}") from None
+
+    def read_lines(self) -> list[str]:
+        import serial
+
+        if self.serial is None:
+            return []
+        try:
+            waiting = self.serial.in_waiting
+            self.buffer += self.serial.read(waiting) if waiting else b""
+        except (serial.SerialException, *PORT_ERRORS) as exc:
+            self.close()
+            raise GateLost(f"{self.port}: {exc}") from None
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [line.decode("ascii", "replace").strip() for line in lines if line.strip()]
+
+    def close(self) -> None:
+        if self.serial is not None:
+            try:
+                self.serial.close()
+            except PORT_ERRORS:
+                pass
+        self.serial = None
+
+
+def open_driver(config) -> Driver:
+    """The driver `gate.driver` names."""
+    if config.driver == "serial":
+        return SerialDriver(config.port, config.baudrate, config.parity, config.stopbits)
+    return LogDriver()
+
+
+class Gate:
+    """Schedules, sends and accounts for every reject; one thread of its own."""
+
+    def __init__(self, config, driver: Driver, record=lambda event: None):
+        self.cfg, self.driver, self.record = config, driver, record
+        self.speed = config.belt_speed_mm_s
+        self.cond = threading.Condition()
+        self.pending: list[RejectCommand] = []
+        self.last_fired: dict[int, float] = {}  # lane -> fire time of its last reject
+        self.owed: dict[int, float] = {}  # seq -> verdict deadline
+        self.failsafe: set[int] = set()  # seqs rejected because their verdict was late
+        self.ack_regex = re.compile(re.escape(config.ack_pattern or "").replace(re.escape("{seq}"), r"(\d+)"))
+        self.consecutive = self.heartbeats = 0
+        self.alarmed = self.closing = False
+        self.connected, self.retry_at, self.backoff = False, 0.0, config.reconnect_initial_s
+        self.counts = {s: 0 for s in ("sent", "acknowledged", "merged", "late", "missed")}
+        self.next_heartbeat = time.monotonic()
+        self._connect(first=True)
+        self.thread = threading.Thread(target=self._loop, name="gate", daemon=True)
+        self.thread.start()
+
+    # --- what the station tells the gate ---------------------------------------------------
+
+    def expect(self, seq: int, t_capture: float) -> None:
+        """A frame was captured: its verdict is owed by the deadline."""
+        with self.cond:
+            self.owed[seq] = t_capture + self.cfg.verdict_deadline_ms / 1000
+            self.cond.notify()
+
+    def verdict(self, seq: int, t_capture: float, reject: bool, lanes: list[int], reason: str) -> None:
+        """The verdict of frame `seq`; a reject is scheduled on each of its lanes."""
+        with self.cond:
+            if seq in self.failsafe:  # already rejected when its deadline passed
+                self.failsafe.discard(seq)
+                self.record({"event": "late_verdict", "seq": seq, "reject": reject})
+                return
+            self.owed.pop(seq, None)
+            self._count_consecutive(reject, reason)
+            if reject:
+                for lane in lanes or [ALL_LANES]:
+                    self._schedule(RejectCommand(seq, lane, self._fire_time(t_capture), reason))
+            self.cond.notify()
+
+    # --- timing ------------------------------------------------------------------------------
+
+    def _fire_time(self, t_capture: float) -> float:
+        if self.cfg.timing == "immediate":
+            return time.monotonic()
+        travel = self.cfg.distance_mm / self.speed
+        return t_capture + travel - self.cfg.actuator_lead_ms / 1000
+
+    def _schedule(self, command: RejectCommand) -> None:
+        recovery = self.cfg.recovery_ms / 1000
+        for other in self.pending:
+            if other.lane in (command.lane, ALL_LANES) and abs(other.fire_at - command.fire_at) < recovery:
+                return self._finish(command, "merged", merged_into=other.seq)
+        last = self.last_fired.get(command.lane)
+        if last is not None and abs(command.fire_at - last) < recovery:
+            return self._finish(command, "merged")
+        self.pending.append(command)
+        self.pending.sort(key=lambda c: c.fire_at)
+
+    def _count_consecutive(self, reject: bool, reason: str) -> None:
+        self.consecutive = self.consecutive + 1 if reject else 0
+        limit = self.cfg.max_consecutive_rejects
+        if limit and self.consecutive > limit and not self.alarmed:
+            self.alarmed = True
+            self._alarm(f"{self.consecutive} consecutive rejects (limit {limit})")
+        if not reject:
+            self.alarmed = False
+
+    # --- the gate thread ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                now = time.monotonic()
+                if self.closing and (not self.pending or now > self.close_by):
+                    for command in self.pending:
+                        self._finish(command, "missed", note="station stopped before its fire time")
+                    self.pending.clear()
+                    return
+                self._check_deadlines(now)
+                timeout = min(self._next_fire() - 0.001, self._next_housekeeping(now)) - now
+                if timeout > 0:
+                    self.cond.wait(timeout)
+                fire = self._next_fire()
+            while 0 < fire - time.monotonic() < 0.0015:  # the last moment before a reject: spin
+                pass
+            self._service()
+
+    def _next_fire(self) -> float:
+        if not self.connected:
+            return math.inf
+        return min((c.fire_at for c in self.pending if c.ack_due is None), default=math.inf)
+
+    def _next_housekeeping(self, now: float) -> float:
+        events = [now + 0.005]  # read the PLC's lines every 5 ms
+        if self.cfg.heartbeat_ms:
+            events.append(self.next_heartbeat)
+        if self.owed:
+            events.append(next(iter(self.owed.values())))
+        events += [c.ack_due for c in self.pending if c.ack_due is not None]
+        if not self.connected:
+            events.append(self.retry_at)
+        return min(events)
+
+    def _check_deadlines(self, now: float) -> None:
+        for seq, deadline in list(self.owed.items()):
+            if now >= deadline:
+                del self.owed[seq]
+                self.failsafe.add(seq)
+                reason = f"no verdict within {self.cfg.verdict_deadline_ms} ms"
+                self.record({"event": "missing_verdict", "seq": seq, "action": self.cfg.on_missing_verdict})
+                if self.cfg.on_missing_verdict == "stop_line":
+                    self._alarm(f"frame {seq}: {reason}")
+                else:
+                    self._count_consecutive(True, reason)
+                    self._schedule(RejectCommand(seq, ALL_LANES, max(self._fire_time(deadline - self.cfg.verdict_deadline_ms / 1000), now), reason))
+
+    def _service(self) -> None:
+        now = time.monotonic()
+        with self.cond:
+            if not self.connected and now >= self.retry_at:
+                self._connect()
+            if not self.connected:
+                return
+            try:
+                self._read_plc()
+                for command in [c for c in self.pending if c.fire_at <= now and c.ack_due is None]:
+                    self._fire(command, now)
+                self._check_acks(now)
+                if self.cfg.heartbeat_ms and now >= self.next_heartbeat:
+                    self.heartbeats += 1
+                    self.driver.send(self.cfg.heartbeat_template.format(count=self.heartbeats))
+                    self.next_heartbeat = now + self.cfg.heartbeat_ms / 1000
+            except GateLost as exc:
+                self._lost(exc)
+            except Exception as exc:  # never let the gate thread die: a station runs for months
+                log.exception("gate: unexpected error")
+                self.record({"event": "gate_error", "error": repr(exc)})
+                self._lost(GateLost(repr(exc)))
+
+    def _fire(self, command: RejectCommand, now: float, retry: bool = False) -> None:
+        overdue_ms = (now - command.fire_at) * 1000
+        if not retry and overdue_ms > self.cfg.give_up_ms:
+            self.pending.remove(command)
+            return self._finish(command, "missed", note=f"{overdue_ms:.0f} ms past its fire time")
+        self.driver.send(self.cfg.reject_template.format(seq=command.seq, lane=command.lane, pulse_ms=self.cfg.pulse_ms))
+        command.attempts += 1
+        if not retry:
+            command.sent_at = time.monotonic()
+            command.status = "late" if overdue_ms > self.cfg.late_tolerance_ms else "sent"
+            self.last_fired[command.lane] = command.fire_at
+        if self.cfg.ack_pattern:
+            command.ack_due = time.monotonic() + self.cfg.ack_timeout_ms / 1000
+        else:
+            self.pending.remove(command)
+            self._finish(command, command.status)
+
+    def _check_acks(self, now: float) -> None:
+        for command in [c for c in self.pending if c.ack_due is not None and now >= c.ack_due]:
+            if command.attempts <= self.cfg.ack_retries:
+                log.warning("gate: no ack for reject %d, sending again (attempt %d)", command.seq, command.attempts + 1)
+                self._fire(command, now, retry=True)
+            else:
+                self.pending.remove(command)
+                self._finish(command, command.status, note=f"no ack after {command.attempts} attempts")
+
+    def _read_plc(self) -> None:
+        for line in self.driver.read_lines():
+            if line.startswith("SPD"):
+                try:
+                    speed = float(line.split()[1])
+                    if speed <= 0:
+                        raise ValueError
+                    self.speed = speed
+                except (IndexError, ValueError):
+                    log.warning("gate: malformed speed line %r ignored (expected 'SPD <mm/s>', > 0)", line)
+            elif self.cfg.ack_pattern and (match := self.ack_regex.fullmatch(line)):
+                seq = int(match.group(1))
+                for command in [c for c in self.pending if c.seq == seq and c.ack_due is not None]:
+                    self.pending.remove(command)
+                    self._finish(command, "acknowledged")
+
+    # --- connection, alarms, accounting ------------------------------------------------------
+
+    def _connect(self, first: bool = False) -> None:
+        try:
+            self.driver.open()
+        except GateLost as exc:
+            if first:
+                raise BadInput(f"gate.port {exc}") from None
+            self.retry_at = time.monotonic() + self.backoff
+            self.backoff = min(self.backoff * 2, self.cfg.reconnect_max_s)
+            return
+        if not first:
+            self.record({"event": "gate_reconnected", "port": getattr(self.driver, "port", None)})
+            log.warning("gate: reconnected")
+        self.connected, self.backoff = True, self.cfg.reconnect_initial_s
+
+    def _lost(self, exc: GateLost) -> None:
+        log.warning("gate: connection lost (%s); reconnecting, %d rejects held", exc, len(self.pending))
+        self.record({"event": "gate_lost", "error": str(exc), "pending": len(self.pending)})
+        self.driver.close()
+        self.connected, self.retry_at = False, time.monotonic() + self.backoff
+
+    def _alarm(self, reason: str) -> None:
+        log.error("gate: stop-line alarm: %s", reason)
+        self.record({"event": "alarm", "reason": reason})
+        try:
+            if self.connected:
+                self.driver.send(self.cfg.alarm_template.format(reason=reason))
+        except GateLost as exc:
+            self._lost(exc)
+
+    def _finish(self, command: RejectCommand, status: str, merged_into: int | None = None, note: str = "") -> None:
+        command.status = status
+        self.counts[status] += 1
+        self.record({
+            "event": "reject", "seq": command.seq, "lane": command.lane, "status": status, "reason": command.reason,
+            "fire_at": round(command.fire_at, 6), "sent_at": None if command.sent_at is None else round(command.sent_at, 6),
+            "error_ms": None if command.sent_at is None else round((command.sent_at - command.fire_at) * 1000, 3),
+            "attempts": command.attempts, "merged_into": merged_into, "note": note,
+        })
+
+    def close(self, timeout: float = 10.0) -> dict[str, int]:
+        """Fire what is still due within `timeout` seconds, log the rest as missed; returns the counts."""
+        with self.cond:
+            self.closing, self.close_by = True, time.monotonic() + timeout
+            self.cond.notify()
+        self.thread.join()
+        self.driver.close()
+        return dict(self.counts)

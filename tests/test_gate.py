@@ -1,0 +1,169 @@
+import logging
+import os
+import time
+
+import pytest
+
+from edge.config import GateConfig
+from edge.errors import BadInput
+from edge.gate import Gate, SerialDriver
+from edge.plc_sim import PLCStandIn
+
+
+@pytest.fixture
+def plc():
+    stand_in = PLCStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+def _gate(plc, events, **settings):
+    config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=0, **settings)
+    return Gate(config, SerialDriver(config.port), events.append)
+
+
+def _collect(plc, until, seconds=3.0):
+    deadline = time.monotonic() + seconds
+    while not until() and time.monotonic() < deadline:
+        plc.poll(0.01)
+    return plc.received
+
+
+def test_templates_are_rendered_and_heartbeats_counted(plc):
+    events = []
+    config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=20, reject_template="R{seq}/{lane}/{pulse_ms}\n",
+                        heartbeat_template="HB{count}\n", pulse_ms=70)
+    gate = Gate(config, SerialDriver(config.port), events.append)
+    gate.verdict(7, time.monotonic(), True, [2], "defect")
+    lines = [line for _, line in _collect(plc, lambda: sum(l.startswith("HB") for _, l in plc.received) >= 3)]
+    gate.close()
+    assert "R7/2/70" in lines
+    assert [l for l in lines if l.startswith("HB")][:3] == ["HB1", "HB2", "HB3"]
+    assert [(e["seq"], e["status"]) for e in events if e["event"] == "reject"] == [(7, "sent")]
+
+
+def test_delay_timing_fires_when_the_part_reaches_the_gate(plc):
+    events = []
+    gate = _gate(plc, events, timing="delay", distance_mm=100, belt_speed_mm_s=500, actuator_lead_ms=50)
+    t_capture = time.monotonic()
+    gate.verdict(1, t_capture, True, [1], "defect")  # due at t + 0.2 s - 0.05 s
+    received = _collect(plc, lambda: plc.received)
+    gate.close()
+    arrival = received[0][0]
+    assert abs(arrival - (t_capture + 0.15)) < 0.01
+    assert events[0]["status"] == "sent" and abs(events[0]["error_ms"]) < 5
+
+
+def test_speed_lines_from_the_plc_change_the_delay_and_malformed_ones_are_ignored(plc, caplog):
+    events = []
+    gate = _gate(plc, events, timing="delay", distance_mm=100, belt_speed_mm_s=100)
+    for line in ("SPD fast\r\n", "SPD -3\r\n", "SPD 1000\r\n"):
+        plc.send(line)
+    with caplog.at_level(logging.WARNING):
+        deadline = time.monotonic() + 2
+        while gate.speed != 1000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    t_capture = time.monotonic()
+    gate.verdict(1, t_capture, True, [1], "defect")  # 100 mm at 1000 mm/s: 0.1 s, not 1 s
+    received = _collect(plc, lambda: plc.received)
+    gate.close()
+    assert abs(received[0][0] - (t_capture + 0.1)) < 0.01
+    assert sum("malformed speed line" in r.message for r in caplog.records) == 2
+
+
+def test_a_missing_verdict_is_rejected_at_its_deadline(plc):
+    events = []
+    gate = _gate(plc, events, verdict_deadline_ms=50)
+    t = time.monotonic()
+    gate.expect(1, t)
+    gate.expect(2, t)
+    gate.verdict(2, t, False, [], "clean")  # frame 1 never gets one
+    received = _collect(plc, lambda: plc.received)
+    gate.verdict(1, t, False, [], "clean")  # too late: already rejected
+    gate.close()
+    assert [line for _, line in received] == ["REJ 1 0 50"]  # lane 0: all lanes
+    assert received[0][0] - t >= 0.05
+    kinds = [(e["event"], e.get("seq")) for e in events]
+    assert ("missing_verdict", 1) in kinds and ("late_verdict", 1) in kinds
+    assert [e["reason"] for e in events if e["event"] == "reject"] == ["no verdict within 50.0 ms"]
+
+
+def test_too_many_consecutive_rejects_send_the_stop_line_alarm(plc):
+    events = []
+    gate = _gate(plc, events, max_consecutive_rejects=3, recovery_ms=0)
+    t = time.monotonic()
+    for seq in range(5):
+        gate.verdict(seq, t + seq, True, [1], "defect")
+    lines = [line for _, line in _collect(plc, lambda: any(l.startswith("STOP") for _, l in plc.received))]
+    gate.close()
+    assert any(l.startswith("STOP 4 consecutive rejects") for l in lines)
+    assert [e["reason"] for e in events if e["event"] == "alarm"] == ["4 consecutive rejects (limit 3)"]
+
+
+def test_rejects_closer_than_the_recovery_time_are_merged(plc):
+    events = []
+    gate = _gate(plc, events, timing="delay", distance_mm=50, belt_speed_mm_s=500, recovery_ms=100)
+    t = time.monotonic()
+    gate.verdict(1, t, True, [1], "defect")
+    gate.verdict(2, t + 0.03, True, [1], "defect")  # 30 ms later on the same lane: merged
+    gate.verdict(3, t + 0.03, True, [2], "defect")  # another lane: its own pulse
+    _collect(plc, lambda: len(plc.received) >= 2)
+    gate.close()
+    status = {e["seq"]: (e["status"], e["merged_into"]) for e in events if e["event"] == "reject"}
+    assert status == {1: ("sent", None), 2: ("merged", 1), 3: ("sent", None)}
+
+
+def test_no_ack_means_retries_then_an_unacknowledged_log_and_an_ack_ends_it(plc):
+    events = []
+    gate = _gate(plc, events, ack_pattern="ACK {seq}", ack_timeout_ms=30, ack_retries=2, recovery_ms=0)
+    gate.verdict(5, time.monotonic(), True, [1], "defect")
+    received = _collect(plc, lambda: any(e["event"] == "reject" for e in events))
+    assert [line for _, line in received] == ["REJ 5 1 50"] * 3
+    assert events[-1]["note"] == "no ack after 3 attempts" and events[-1]["status"] == "sent"
+    gate.verdict(6, time.monotonic(), True, [1], "defect")
+    _collect(plc, lambda: len(plc.received) >= 4)
+    plc.send("ACK 6\r\n")
+    deadline = time.monotonic() + 2
+    while not any(e.get("seq") == 6 for e in events) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.close()
+    assert [e["status"] for e in events if e.get("seq") == 6] == ["acknowledged"]
+
+
+def test_port_closed_and_reopened_mid_run_loses_no_reject(tmp_path):
+    first = PLCStandIn(link=str(tmp_path / "plc"))
+    events = []
+    config = GateConfig(driver="serial", port=str(tmp_path / "plc"), heartbeat_ms=10, reconnect_initial_s=0.05, reconnect_max_s=0.2,
+                        late_tolerance_ms=20, give_up_ms=10_000, recovery_ms=0)
+    gate = Gate(config, SerialDriver(config.port), events.append)
+    t = time.monotonic()
+    gate.verdict(1, t, True, [1], "defect")
+    _collect(first, lambda: any(l.startswith("REJ") for _, l in first.received))
+    first.close()  # the adapter is unplugged: the heartbeat finds out
+    deadline = time.monotonic() + 2
+    while not any(e["event"] == "gate_lost" for e in events) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for seq in (2, 3):
+        gate.verdict(seq, time.monotonic(), True, [1], "defect")  # held while the port is gone
+    time.sleep(0.1)
+    second = PLCStandIn(link=str(tmp_path / "plc"))  # plugged back in, under the same name
+    received = _collect(second, lambda: sum(l.startswith("REJ") for _, l in second.received) >= 2)
+    counts = gate.close()
+    second.close()
+    assert [line for _, line in received if line.startswith("REJ")] == ["REJ 2 1 50", "REJ 3 1 50"], events
+    status = {e["seq"]: e["status"] for e in events if e["event"] == "reject"}
+    assert status == {1: "sent", 2: "late", 3: "late"}
+    assert counts["missed"] == 0 and any(e["event"] == "gate_reconnected" for e in events)
+
+
+def test_a_port_that_does_not_exist_is_a_clear_error(tmp_path):
+    config = GateConfig(driver="serial", port=str(tmp_path / "ttyUSB9"))
+    with pytest.raises(BadInput, match="gate.port .*ttyUSB9"):
+        Gate(config, SerialDriver(config.port))
+
+
+def test_unknown_template_placeholder_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"unknown placeholder 'sq' \(use \{seq\}, \{lane\}, \{pulse_ms\}\)"):
+        GateConfig(reject_template="REJ {sq}")
