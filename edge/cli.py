@@ -21,7 +21,7 @@ COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--config", default=None, help="YAML file: its section named after the verb sets the defaults")
 
 HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command", "run": "edge.station",
-            "plc-sim": "edge.plc_sim"}
+            "plc-sim": "edge.plc_sim", "gate-bench": "edge.gate_bench"}
 
 
 def _add_train(sub) -> None:
@@ -107,6 +107,14 @@ def _add_plc_sim(sub) -> None:
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: on SIGTERM/Ctrl-C)")
 
 
+def _add_gate_bench(sub) -> None:
+    p = sub.add_parser("gate-bench", help="reject timing precision over a pseudo-terminal, with a PLC stand-in",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p.add_argument("--rejects", type=int, default=1000, help="rejects per timing mode")
+    p.add_argument("--rate", type=float, default=50, help="rejects per second")
+    p.add_argument("--travel-ms", type=float, default=200, help="delay timing: time from capture to the gate")
+
+
 def parser(config: str | None = None) -> argparse.ArgumentParser:
     """The `station` argument parser with every verb; a config file's sections set their defaults."""
     p = argparse.ArgumentParser(prog="station", description="Edge inspection station: train, evaluate and run defect segmentation.")
@@ -118,6 +126,7 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     _add_quantize(sub)
     _add_run(sub)
     _add_plc_sim(sub)
+    _add_gate_bench(sub)
     if config:
         apply_config(sub.choices, config)
     return p

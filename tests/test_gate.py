@@ -167,3 +167,11 @@ def test_unknown_template_placeholder_is_refused():
 
     with pytest.raises(ValidationError, match=r"unknown placeholder 'sq' \(use \{seq\}, \{lane\}, \{pulse_ms\}\)"):
         GateConfig(reject_template="REJ {sq}")
+
+
+def test_gate_bench_measures_both_timings(capsys):
+    from edge.cli import main
+
+    assert main(["gate-bench", "--rejects", "5", "--rate", "100", "--travel-ms", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "delay     scheduled fire time -> arrival: 5/5 received" in out and "immediate" in out
