@@ -13,7 +13,8 @@ setup(
         "edge": EDGE,
         "train": EDGE + ["keras>=3.6", "tensorflow-cpu>=2.18; platform_machine == 'x86_64'",
                          "tensorflow>=2.18; platform_machine != 'x86_64'"],
-        "dev": ["pytest>=8"],
+        "modbus": ["pymodbus>=3.9"],
+        "dev": ["pytest>=8", "pymodbus>=3.9"],
     },
     entry_points={"console_scripts": ["station = edge.cli:main"]},
 )

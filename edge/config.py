@@ -76,7 +76,7 @@ PLACEHOLDERS = {"reject_template": {"seq": 0, "lane": 1, "pulse_ms": 50}, "heart
 
 
 class GateConfig(Section):
-    driver: Literal["serial", "log"] = Field("log", description="serial: ASCII lines to the PLC; log: a dry run")
+    driver: Literal["serial", "modbus", "log"] = Field("log", description="serial: ASCII lines; modbus: Modbus RTU (pip install .[modbus]); log: a dry run")
     port: str | None = Field(None, description="serial port (/dev/ttyUSB0, a udev name, a pty) or a pyserial URL")
     baudrate: int = Field(115200, gt=0, description="serial speed")
     parity: Literal["N", "E", "O"] = Field("N", description="serial parity")
@@ -100,6 +100,11 @@ class GateConfig(Section):
     max_consecutive_rejects: int = Field(0, ge=0, description="above this many rejects in a row, send the alarm (0: off)")
     late_tolerance_ms: float = Field(20, ge=0, description="a reject sent later than this after its time is logged late")
     give_up_ms: float = Field(1000, ge=0, description="a reject this far past its time is not sent, and logged missed")
+    modbus_device_id: int = Field(1, ge=0, le=247, description="modbus: the PLC's device (slave) id")
+    modbus_reject: Literal["coil", "register"] = Field("coil", description="modbus: set a coil, or write the seq to a register, per reject")
+    modbus_address: int = Field(0, ge=0, description="modbus: reject coil/register of lane L is this + L")
+    modbus_heartbeat_coil: int = Field(100, ge=0, description="modbus: coil toggled every heartbeat")
+    modbus_alarm_coil: int = Field(101, ge=0, description="modbus: coil set by the stop-line alarm")
     reconnect_initial_s: float = Field(0.2, gt=0, description="first wait before reopening a lost port")
     reconnect_max_s: float = Field(5.0, gt=0, description="longest wait between reopen attempts")
 
@@ -116,8 +121,8 @@ class GateConfig(Section):
 
     @model_validator(mode="after")
     def _needs(self):
-        if self.driver == "serial" and not self.port:
-            raise ValueError("driver serial needs gate.port")
+        if self.driver != "log" and not self.port:
+            raise ValueError(f"driver {self.driver} needs gate.port")
         if self.timing == "delay" and not self.distance_mm:
             raise ValueError("timing delay needs gate.distance_mm")
         return self

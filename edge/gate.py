@@ -1,6 +1,6 @@
 """The reject gate: when to fire, over which wire, and what happens when things fail.
 
-    gate = Gate(config.gate, open_driver(config.gate), results_log)
+    gate = Gate(config.gate, open_driver(config.gate), results_log.write)
     gate.expect(frame.seq, frame.t_capture)            # at capture: a verdict is now owed
     gate.verdict(seq, t_capture, reject, lanes, reason)  # at decision
     gate.close()                                       # fires what is still due, logs the rest
@@ -52,8 +52,12 @@ class GateLost(Exception):
 
 
 class Driver(Protocol):
+    """What the gate asks of a wire to the PLC; any failure raises GateLost."""
+
     def open(self) -> None: ...
-    def send(self, line: str) -> None: ...
+    def reject(self, seq: int, lane: int, pulse_ms: int) -> None: ...
+    def heartbeat(self, count: int) -> None: ...
+    def alarm(self, reason: str) -> None: ...
     def read_lines(self) -> list[str]: ...
     def close(self) -> None: ...
 
@@ -67,9 +71,16 @@ class LogDriver:
     def open(self) -> None:
         pass
 
-    def send(self, line: str) -> None:
-        self.sent.append(line)
-        log.info("gate (dry run): %r", line)
+    def reject(self, seq: int, lane: int, pulse_ms: int) -> None:
+        self.sent.append(f"reject {seq} lane {lane} pulse {pulse_ms} ms")
+        log.info("gate (dry run): %s", self.sent[-1])
+
+    def heartbeat(self, count: int) -> None:
+        pass
+
+    def alarm(self, reason: str) -> None:
+        self.sent.append(f"alarm: {reason}")
+        log.info("gate (dry run): %s", self.sent[-1])
 
     def read_lines(self) -> list[str]:
         return []
@@ -82,10 +93,11 @@ PORT_ERRORS = (OSError, termios.error)  # pyserial's SerialException is an OSErr
 
 
 class SerialDriver:
-    """ASCII lines over a serial port (pyserial; a path, or a URL such as loop://)."""
+    """ASCII lines from the config's templates over a serial port (pyserial: a path or a URL)."""
 
-    def __init__(self, port: str, baudrate: int = 115200, parity: str = "N", stopbits: float = 1):
-        self.port, self.settings = port, {"baudrate": baudrate, "parity": parity, "stopbits": stopbits}
+    def __init__(self, config):
+        self.cfg, self.port = config, config.port
+        self.settings = {"baudrate": config.baudrate, "parity": config.parity, "stopbits": config.stopbits}
         self.serial = None
         self.buffer = b""
 
@@ -94,30 +106,35 @@ class SerialDriver:
 
         try:
             self.serial = serial.serial_for_url(self.port, timeout=0, write_timeout=0.5, **self.settings)
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, *PORT_ERRORS, ValueError) as exc:
             raise GateLost(f"{self.port}: {exc}") from None
 
     def send(self, line: str) -> None:
-        import serial
-
         if self.serial is None:
             raise GateLost(f"{self.port}: not open")
         try:
             self.serial.write(line.encode("ascii"))
             self.serial.flush()
-        except (serial.SerialException, *PORT_ERRORS) as exc:
+        except PORT_ERRORS as exc:
             self.close()
             raise GateLost(f"{self.port}: {exc}") from None
 
-    def read_lines(self) -> list[str]:
-        import serial
+    def reject(self, seq: int, lane: int, pulse_ms: int) -> None:
+        self.send(self.cfg.reject_template.format(seq=seq, lane=lane, pulse_ms=pulse_ms))
 
+    def heartbeat(self, count: int) -> None:
+        self.send(self.cfg.heartbeat_template.format(count=count))
+
+    def alarm(self, reason: str) -> None:
+        self.send(self.cfg.alarm_template.format(reason=reason))
+
+    def read_lines(self) -> list[str]:
         if self.serial is None:
             return []
         try:
             waiting = self.serial.in_waiting
             self.buffer += self.serial.read(waiting) if waiting else b""
-        except (serial.SerialException, *PORT_ERRORS) as exc:
+        except PORT_ERRORS as exc:
             self.close()
             raise GateLost(f"{self.port}: {exc}") from None
         *lines, self.buffer = self.buffer.split(b"\n")
@@ -132,11 +149,61 @@ class SerialDriver:
         self.serial = None
 
 
+class ModbusDriver:
+    """Modbus RTU (pymodbus): a coil set, or the sequence number written to a register, per reject
+    at address + lane; the heartbeat toggles a coil; the alarm sets one."""
+
+    def __init__(self, config):
+        self.cfg, self.port, self.client = config, config.port, None
+
+    def open(self) -> None:
+        try:
+            from pymodbus.client import ModbusSerialClient
+        except ImportError:
+            raise BadInput("gate.driver modbus needs pymodbus: pip install .[modbus]") from None
+        c = self.cfg
+        self.client = ModbusSerialClient(c.port, baudrate=c.baudrate, parity=c.parity, stopbits=int(c.stopbits),
+                                         timeout=c.ack_timeout_ms / 1000, retries=c.ack_retries)
+        if not self.client.connect():
+            raise GateLost(f"{self.port}: Modbus connection failed")
+
+    def _write(self, method: str, address: int, value) -> None:
+        from pymodbus.exceptions import ModbusException
+
+        if self.client is None:
+            raise GateLost(f"{self.port}: not open")
+        try:
+            response = getattr(self.client, method)(address, value, device_id=self.cfg.modbus_device_id)
+        except (ModbusException, *PORT_ERRORS) as exc:
+            raise GateLost(f"{self.port}: {exc}") from None
+        if response.isError():
+            raise GateLost(f"{self.port}: Modbus error response {response}")
+
+    def reject(self, seq: int, lane: int, pulse_ms: int) -> None:
+        address = self.cfg.modbus_address + lane
+        if self.cfg.modbus_reject == "coil":
+            self._write("write_coil", address, True)
+        else:
+            self._write("write_register", address, seq & 0xFFFF)
+
+    def heartbeat(self, count: int) -> None:
+        self._write("write_coil", self.cfg.modbus_heartbeat_coil, bool(count % 2))
+
+    def alarm(self, reason: str) -> None:
+        self._write("write_coil", self.cfg.modbus_alarm_coil, True)
+
+    def read_lines(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+
+
 def open_driver(config) -> Driver:
     """The driver `gate.driver` names."""
-    if config.driver == "serial":
-        return SerialDriver(config.port, config.baudrate, config.parity, config.stopbits)
-    return LogDriver()
+    return {"serial": SerialDriver, "modbus": ModbusDriver}.get(config.driver, lambda c: LogDriver())(config)
 
 
 class Gate:
@@ -273,7 +340,7 @@ class Gate:
                 self._check_acks(now)
                 if self.cfg.heartbeat_ms and now >= self.next_heartbeat:
                     self.heartbeats += 1
-                    self.driver.send(self.cfg.heartbeat_template.format(count=self.heartbeats))
+                    self.driver.heartbeat(self.heartbeats)
                     self.next_heartbeat = now + self.cfg.heartbeat_ms / 1000
             except GateLost as exc:
                 self._lost(exc)
@@ -287,7 +354,7 @@ class Gate:
         if not retry and overdue_ms > self.cfg.give_up_ms:
             self.pending.remove(command)
             return self._finish(command, "missed", note=f"{overdue_ms:.0f} ms past its fire time")
-        self.driver.send(self.cfg.reject_template.format(seq=command.seq, lane=command.lane, pulse_ms=self.cfg.pulse_ms))
+        self.driver.reject(command.seq, command.lane, self.cfg.pulse_ms)
         command.attempts += 1
         if not retry:
             command.sent_at = time.monotonic()
@@ -351,7 +418,7 @@ class Gate:
         self.record({"event": "alarm", "reason": reason})
         try:
             if self.connected:
-                self.driver.send(self.cfg.alarm_template.format(reason=reason))
+                self.driver.alarm(reason)
         except GateLost as exc:
             self._lost(exc)
 

@@ -35,7 +35,7 @@ def measure(timing: str, rejects: int, rate: float, travel_ms: float) -> tuple[n
     settings = {"timing": timing, "distance_mm": travel_ms, "belt_speed_mm_s": 1000} if timing == "delay" else {}
     config = GateConfig(driver="serial", port=plc.path, recovery_ms=0, heartbeat_ms=500, **settings)
     scheduled: dict[int, float] = {}
-    gate = Gate(config, SerialDriver(plc.path), lambda e: scheduled.__setitem__(e["seq"], e["fire_at"])
+    gate = Gate(config, SerialDriver(config), lambda e: scheduled.__setitem__(e["seq"], e["fire_at"])
                 if e.get("event") == "reject" else None)
     stop, result = threading.Event(), {}
     reader = threading.Thread(target=lambda: result.update(_arrivals(plc, stop)))

@@ -19,7 +19,7 @@ def plc():
 
 def _gate(plc, events, **settings):
     config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=0, **settings)
-    return Gate(config, SerialDriver(config.port), events.append)
+    return Gate(config, SerialDriver(config), events.append)
 
 
 def _collect(plc, until, seconds=3.0):
@@ -33,7 +33,7 @@ def test_templates_are_rendered_and_heartbeats_counted(plc):
     events = []
     config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=20, reject_template="R{seq}/{lane}/{pulse_ms}\n",
                         heartbeat_template="HB{count}\n", pulse_ms=70)
-    gate = Gate(config, SerialDriver(config.port), events.append)
+    gate = Gate(config, SerialDriver(config), events.append)
     gate.verdict(7, time.monotonic(), True, [2], "defect")
     lines = [line for _, line in _collect(plc, lambda: sum(l.startswith("HB") for _, l in plc.received) >= 3)]
     gate.close()
@@ -135,7 +135,7 @@ def test_port_closed_and_reopened_mid_run_loses_no_reject(tmp_path):
     events = []
     config = GateConfig(driver="serial", port=str(tmp_path / "plc"), heartbeat_ms=10, reconnect_initial_s=0.05, reconnect_max_s=0.2,
                         late_tolerance_ms=20, give_up_ms=10_000, recovery_ms=0)
-    gate = Gate(config, SerialDriver(config.port), events.append)
+    gate = Gate(config, SerialDriver(config), events.append)
     t = time.monotonic()
     gate.verdict(1, t, True, [1], "defect")
     _collect(first, lambda: any(l.startswith("REJ") for _, l in first.received))
@@ -159,7 +159,7 @@ def test_port_closed_and_reopened_mid_run_loses_no_reject(tmp_path):
 def test_a_port_that_does_not_exist_is_a_clear_error(tmp_path):
     config = GateConfig(driver="serial", port=str(tmp_path / "ttyUSB9"))
     with pytest.raises(BadInput, match="gate.port .*ttyUSB9"):
-        Gate(config, SerialDriver(config.port))
+        Gate(config, SerialDriver(config))
 
 
 def test_unknown_template_placeholder_is_refused():
@@ -175,3 +175,60 @@ def test_gate_bench_measures_both_timings(capsys):
     assert main(["gate-bench", "--rejects", "5", "--rate", "100", "--travel-ms", "20"]) == 0
     out = capsys.readouterr().out
     assert "delay     scheduled fire time -> arrival: 5/5 received" in out and "immediate" in out
+
+
+@pytest.fixture
+def modbus_plc():
+    """A real pymodbus server speaking Modbus RTU framing over a local socket: the RS-485 wire is
+    the one thing that cannot exist here. Yields (port URL for the gate, read-back client)."""
+    import asyncio
+    import socket
+    import threading
+    import warnings
+
+    from pymodbus import FramerType
+    from pymodbus.client import ModbusSerialClient
+    from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+    from pymodbus.server import ServerAsyncStop, StartAsyncTcpServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        device = ModbusDeviceContext(co=ModbusSequentialDataBlock(1, [0] * 300), hr=ModbusSequentialDataBlock(1, [0] * 300))
+        context = ModbusServerContext(devices={1: device}, single=False)
+    loop = asyncio.new_event_loop()
+    server = threading.Thread(target=lambda: loop.run_until_complete(
+        StartAsyncTcpServer(context=context, address=("127.0.0.1", port), framer=FramerType.RTU)), daemon=True)
+    server.start()
+    url = f"socket://127.0.0.1:{port}"
+    reader = ModbusSerialClient(url, timeout=1)
+    deadline = time.monotonic() + 5
+    while not reader.connect() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield url, reader
+    reader.close()
+    asyncio.run_coroutine_threadsafe(ServerAsyncStop(), loop)
+
+
+@pytest.mark.parametrize("kind", ["coil", "register"])
+def test_modbus_driver_writes_a_coil_or_register_per_lane_and_toggles_the_heartbeat(modbus_plc, kind):
+    from edge.gate import open_driver
+
+    url, reader = modbus_plc
+    events = []
+    config = GateConfig(driver="modbus", port=url, modbus_reject=kind, modbus_address=10, heartbeat_ms=30,
+                        recovery_ms=0, max_consecutive_rejects=1)
+    gate = Gate(config, open_driver(config), events.append)
+    gate.verdict(300, time.monotonic(), True, [2], "defect")
+    gate.verdict(301, time.monotonic(), True, [1], "defect")  # two in a row: the alarm coil
+    time.sleep(0.2)
+    gate.close()
+    if kind == "coil":
+        assert reader.read_coils(11, count=2, device_id=1).bits[:2] == [True, True]
+    else:
+        assert reader.read_holding_registers(11, count=2, device_id=1).registers == [301, 300]
+    assert reader.read_coils(101, count=1, device_id=1).bits[0] is True  # alarm
+    assert gate.heartbeats >= 3 and not [e for e in events if e["event"] in ("gate_lost", "gate_error")]
+    assert sorted(e["status"] for e in events if e["event"] == "reject") == ["sent", "sent"]
