@@ -47,6 +47,8 @@ def _add_train(sub) -> None:
     p.add_argument("--bce-weight", type=float, default=1.0, help="weight of the cross-entropy loss")
     p.add_argument("--dice-weight", type=float, default=1.0, help="weight of the soft Dice loss")
     p.add_argument("--focal-gamma", type=float, default=0.0, help="> 0 turns the cross-entropy into focal loss")
+    p.add_argument("--dice-over", default="image", choices=["batch", "image"],
+                   help="soft Dice pooled over the batch, or averaged per image")
     p.add_argument("--resume", action="store_true", help="continue RUN/last.keras from its last epoch")
     p.add_argument("--distribute", action="store_true",
                    help="data-parallel over all devices (MirroredStrategy on tensorflow, DataParallel on jax)")

@@ -102,3 +102,16 @@ def test_crops_hold_defects_as_often_as_asked_even_when_most_images_are_clean():
     assert 0.5 < share < 0.75  # not the 6 % that picking the image first would give
     again = CropDataset(pairs, crop=32, batch_size=50, samples_per_epoch=200, defect_fraction=0.6)
     np.testing.assert_array_equal(batches[1][0], again[1][0])  # same seed, same batches
+
+
+def test_batch_dice_pools_pixels_and_image_dice_scores_each_image():
+    y = np.zeros((2, 4, 4, 1), "float32")
+    y[1, :2] = 1.0
+    p = y.copy()
+    p[0] = 0.25  # a clean crop with faint false positives next to a perfect defect crop
+    image = SegmentationLoss(0.0, 1.0, dice_over="image")
+    batch = SegmentationLoss(0.0, 1.0, dice_over="batch")
+    per_image = keras.ops.convert_to_numpy(image.call(y, p))
+    pooled = keras.ops.convert_to_numpy(batch.call(y, p))
+    assert per_image[0] == pytest.approx(1 - 1 / 5) and per_image[1] == pytest.approx(0.0)
+    assert pooled[0] == pooled[1] == pytest.approx(1 - 17 / 21)

@@ -16,11 +16,17 @@ EPS = 1e-6
 
 @keras.saving.register_keras_serializable(package="station")
 class SegmentationLoss(keras.losses.Loss):
-    """Weighted sum of binary cross-entropy (or focal loss) and soft Dice loss."""
+    """Weighted sum of binary cross-entropy (or focal loss) and soft Dice loss.
 
-    def __init__(self, bce: float = 1.0, dice: float = 1.0, focal_gamma: float = 0.0, name: str = "segmentation_loss", **kwargs):
+    `dice_over="batch"` pools the soft Dice over every pixel of the batch, so defect-free crops do
+    not each pull towards predicting nothing (what per-image Dice does when defects are faint and
+    many crops are clean); `"image"` averages a per-image soft Dice.
+    """
+
+    def __init__(self, bce: float = 1.0, dice: float = 1.0, focal_gamma: float = 0.0, dice_over: str = "image",
+                 name: str = "segmentation_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.bce, self.dice, self.focal_gamma = bce, dice, focal_gamma
+        self.bce, self.dice, self.focal_gamma, self.dice_over = bce, dice, focal_gamma, dice_over
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
@@ -30,13 +36,15 @@ class SegmentationLoss(keras.losses.Loss):
             p_true = y_true * p + (1 - y_true) * (1 - p)
             ce = ce * ops.power(1 - p_true, self.focal_gamma)
         axes = tuple(range(1, len(y_pred.shape)))
-        intersection = ops.sum(y_true * y_pred, axis=axes)
-        total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+        dice_axes = None if self.dice_over == "batch" else axes
+        intersection = ops.sum(y_true * y_pred, axis=dice_axes)
+        total = ops.sum(y_true, axis=dice_axes) + ops.sum(y_pred, axis=dice_axes)
         soft_dice = (2 * intersection + 1.0) / (total + 1.0)
         return self.bce * ops.mean(ce, axis=axes) + self.dice * (1 - soft_dice)
 
     def get_config(self):
-        return {**super().get_config(), "bce": self.bce, "dice": self.dice, "focal_gamma": self.focal_gamma}
+        return {**super().get_config(), "bce": self.bce, "dice": self.dice, "focal_gamma": self.focal_gamma,
+                "dice_over": self.dice_over}
 
 
 class _OverlapMetric(keras.metrics.Metric):

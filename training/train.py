@@ -121,7 +121,7 @@ def run(args) -> int:
             model = build_model(args.arch, args.input_size, channels, args.base_filters, args.depth, args.upsampling)
             model.compile(
                 optimizer=keras.optimizers.Adam(args.lr),
-                loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma),
+                loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma, args.dice_over),
                 metrics=[Dice(), IoU()],
             )
     batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
@@ -161,7 +161,7 @@ def run(args) -> int:
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
         **{k: getattr(args, k) for k in ("seed", "batch", "lr", "epoch_size", "bce_weight", "dice_weight",
-                                          "focal_gamma", "distribute")},
+                                          "focal_gamma", "dice_over", "distribute")},
     }
     card.save(out / "model.keras")
     summary = ", ".join(f"{split} dice {m['dice']:.4f} iou {m['iou']:.4f}" for split, m in card.metrics.items())
