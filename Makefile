@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,24 @@ demo: $(VENV)/.installed
 	$(BIN)/station quantize --model $(DEMO)/model/model.keras --calib $(DEMO)/data --out $(DEMO)/tflite --calib-images 60
 	$(BIN)/station eval --model $(DEMO)/tflite/model_int8.tflite --data $(DEMO)/data --json $(DEMO)/eval_int8.json
 	$(BIN)/station run --config config.yaml --bench-invoke 50
+
+# The daemon benchmark of the README: a 256x256 int8 model (one epoch on synthetic data: speed,
+# not accuracy), 2 threads, on a 256x256 video as fast as it decodes, then paced at 30 fps for the
+# latency, then on a 1920x1080 video in 256x256 tiles. Each run's summary gives its peak RSS.
+BENCH = runs/bench
+RUN_BENCH = $(BIN)/station run --config config.yaml --model $(BENCH)/tflite/model_int8.tflite \
+	--set model.threads=2 --set output.results_log=$(BENCH)/results.jsonl --set output.overlays_dir=null
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m training.synthetic --out $(BENCH)/data --images 30 --height 256 --width 256 \
+		--video $(BENCH)/line256.avi --frames 600 --fps 30
+	$(BIN)/python -m training.synthetic --video $(BENCH)/line1080.avi --frames 60 --height 1080 --width 1920
+	$(BIN)/station train --data $(BENCH)/data --out $(BENCH)/model --input-size 256 --epochs 1 --epoch-size 32 --verbose 0
+	$(BIN)/station quantize --model $(BENCH)/model/model.keras --calib $(BENCH)/data --out $(BENCH)/tflite \
+		--formats int8 --calib-images 20 --max-drop 1
+	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=false --bench-invoke 200
+	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=true --bench-invoke 200
+	$(RUN_BENCH) --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests

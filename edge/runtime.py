@@ -119,10 +119,12 @@ class TFLiteModel:
             self._resize_batch(len(tiles))
         scale, zero = self.input["quantization"]
         dtype, per_call = self.input["dtype"], int(self.input["shape"][0])
-        x = tiles.astype(np.float32)
-        if scale:
-            x = np.clip(np.round(x / scale + zero), np.iinfo(dtype).min, np.iinfo(dtype).max)
-        x = x.astype(dtype)
+        x = tiles
+        if x.dtype != dtype or (scale and (scale, zero) != (1.0, 0)):  # int8 models take raw uint8 as is
+            x = tiles.astype(np.float32)
+            if scale:
+                x = np.clip(np.round(x / scale + zero), np.iinfo(dtype).min, np.iinfo(dtype).max)
+            x = x.astype(dtype)
         out = np.concatenate([self.invoke(x[i : i + per_call]) for i in range(0, len(x), per_call)])
         scale, zero = self.output["quantization"]
         probs = (out.astype(np.float32) - zero) * scale if scale else out.astype(np.float32)

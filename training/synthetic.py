@@ -102,6 +102,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="folder dataset to write")
     p.add_argument("--video", default=None, help="video file to write (MJPG .avi), its ground truth beside it as .csv")
     p.add_argument("--frames", type=int, default=120, help="video frames (every third has a defect)")
+    p.add_argument("--fps", type=float, default=20.0, help="video frame rate")
     p.add_argument("--images", type=int, default=40, help="number of images")
     p.add_argument("--height", type=int, default=160, help="image height")
     p.add_argument("--width", type=int, default=224, help="image width")
@@ -114,7 +115,7 @@ def main() -> None:
         print(f"wrote {write_dataset(a.out, a.images, (a.height, a.width), a.channels, seed=a.seed)}")
     if a.video:
         Path(a.video).parent.mkdir(parents=True, exist_ok=True)
-        truth = write_video(a.video, a.frames, (a.height, a.width), seed=a.seed + 1)
+        truth = write_video(a.video, a.frames, (a.height, a.width), fps=a.fps, seed=a.seed + 1)
         Path(a.video).with_suffix(".csv").write_text("frame,defect\n" + "".join(f"{i},{int(t)}\n" for i, t in enumerate(truth)))
         print(f"wrote {a.video} ({a.frames} frames, {sum(truth)} with a defect)")
 
