@@ -67,9 +67,10 @@ class CameraSettings:
 
 
 class Source:
-    """The interface: `read()` the next frame or None at the end; `close()`; `gaps`; `live`."""
+    """The interface: `read()` the next frame or None at the end; `close()`; `gaps`; `live`; `reconnecting`."""
 
     live = False
+    reconnecting = False  # True while an outage is being handled (the source reopens with backoff)
 
     def __init__(self, name: str):
         self.name = name
@@ -204,6 +205,11 @@ class LiveSource(Source):
         gap = Gap(started, time.monotonic(), "read failed; reconnected" if self.capture else "read failed; stopped")
         self.gaps.append(gap)
         log.warning("source %s: back after %.2f s", self.name, gap.t_end - gap.t_start)
+
+    @property
+    def reconnecting(self) -> bool:
+        """An outage began (a read failed) and has not ended yet."""
+        return self.outages > len(self.gaps)
 
     def read(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not yet handed out; waits for it (None when closed or on timeout)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-import resource
+import math
 import signal
 import sys
 import time
@@ -23,6 +23,7 @@ import numpy as np
 from edge.card import ModelCard
 from edge.config import StationConfig, load_station_config, parse_overrides
 from edge.decision import Rules, Verdict, judge
+from edge.device import memory_mb
 from edge.errors import BadInput
 from edge.gate import Gate, open_driver
 from edge.pipeline import Pipeline, Stats
@@ -31,6 +32,7 @@ from edge.results import OverlayStore, ResultsLog
 from edge.runtime import TFLiteModel
 from edge.segment import probability_map
 from edge.sources import CameraSettings, Frame, Gap, open_source
+from edge.watchdog import Notifier, supervise
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ class Inspector:
         self.overlays = OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20)) if out.overlays_dir else None
         self.tiles_per_frame = 0  # model inputs per frame, as last seen
         self.gate = Gate(config.gate, open_driver(config.gate), self.results.write)
+        self.publisher = None  # edge.mqtt.Publisher when mqtt.host is set
+        self.observers: list = []  # each gets verdict(frame, prob, verdict, record) for every recorded frame
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         self.tiles_per_frame = len(batch)
@@ -101,7 +105,7 @@ class Inspector:
         self.gate.verdict(verdict.seq, frame.t_capture, verdict.reject, self.lanes(verdict, frame.image.shape[1]),
                           verdict.reason)
         latency = (time.monotonic() - frame.t_capture) * 1000
-        self.results.write({
+        record = {
             "seq": verdict.seq,
             "time": datetime.datetime.now().astimezone().isoformat(timespec="milliseconds"),
             "t_capture": round(frame.t_capture, 6),
@@ -112,9 +116,12 @@ class Inspector:
             "latency_ms": {"capture_to_verdict": round(latency, 2), **{k: round(v, 2) for k, v in verdict.timing.items()
                                                                         if isinstance(v, float)}},
             "model": self.model.path.name,
-        })
+        }
+        self.results.write(record)
         if verdict.reject and self.overlays is not None and prob is not None:
             self.overlays.save(frame.image, prob >= self.rules.threshold, verdict.defects, f"{verdict.seq:08d}")
+        for observer in self.observers:
+            observer.verdict(frame, prob, verdict, record)
         return verdict.reject
 
     def record_gap(self, gap: Gap) -> None:
@@ -122,11 +129,61 @@ class Inspector:
         self.results.write({"event": "source_gap", "t_start": round(gap.t_start, 6), "t_end": round(gap.t_end, 6),
                             "seconds": round(gap.t_end - gap.t_start, 3), "reason": gap.reason})
 
+    def open_observers(self, status) -> None:
+        """Start the MQTT publisher and the operator page when the config asks for them; `status()`
+        gives them the running station's snapshot (see `snapshot`)."""
+        if self.config.mqtt.host:
+            from edge.mqtt import Publisher
+
+            self.publisher = Publisher(self.config.mqtt, status)
+            self.observers.append(self.publisher)
+            print(f"mqtt {self.config.mqtt.host}:{self.config.mqtt.port}, topic {self.publisher.topic}, "
+                  f"spool {self.config.mqtt.spool_dir}", flush=True)
+        if self.config.http.port is not None:
+            from edge.web import OperatorPage
+
+            page = OperatorPage(self.config.http, status, self.rules.threshold)
+            self.observers.append(page)
+            print(f"operator page {page.url}", flush=True)
+
     def close(self) -> dict[str, int]:
-        """Let the gate fire what is due, then close the log; returns the gate's reject counts."""
+        """Stop the observers, let the gate fire what is due, then close the log; returns the gate's reject counts."""
+        for observer in self.observers:
+            observer.close()
         counts = self.gate.close()
         self.results.close()
         return counts
+
+
+def _ms(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 2)
+
+
+def snapshot(stats: Stats, inspector: Inspector, source) -> dict:
+    """The running station in one JSON-able dict: counters, gate, camera (and MQTT); what the
+    operator page, /metrics, /healthz and the MQTT summaries show."""
+    now = time.monotonic()
+    gaps = list(source.gaps)
+    last = gaps[-1] if gaps else None
+    state = {
+        "model": inspector.model.path.name,
+        "uptime_s": round(now - stats.started, 1),
+        "counters": {"frames": stats.judged, "captured": stats.captured, "rejects": stats.rejects,
+                     "drops": stats.dropped, "fps": round(stats.fps(), 2),
+                     "latency_p50_ms": _ms(stats.percentile(stats.latency_ms, 50)),
+                     "latency_p99_ms": _ms(stats.percentile(stats.latency_ms, 99)),
+                     "inference_p50_ms": _ms(stats.percentile(stats.infer_ms, 50))},
+        "gate": inspector.gate.state(),
+        "camera": {"source": source.name, "kind": type(source).__name__, "live": source.live, "outages": len(gaps),
+                   "outage_s": round(sum(g.t_end - g.t_start for g in gaps), 2),
+                   "last_gap": last and {"seconds": round(last.t_end - last.t_start, 2), "ago_s": round(now - last.t_end, 1),
+                                         "reason": last.reason},
+                   "superseded": getattr(source, "superseded", 0),
+                   "last_frame_age_s": None if stats.last_verdict is None else round(now - stats.last_verdict, 2)},
+    }
+    if inspector.publisher is not None:
+        state["mqtt"] = inspector.publisher.state()
+    return state
 
 
 def _status_printer(interval: float):
@@ -154,7 +211,7 @@ def summary(stats: Stats, inspector: Inspector, source, started: float) -> str:
         f"capture-to-verdict latency p50 {stats.percentile(stats.latency_ms, 50):.1f} ms, "
         f"p99 {stats.percentile(stats.latency_ms, 99):.1f} ms; inference p50 {stats.percentile(stats.infer_ms, 50):.1f} ms",
         f"source outages {len(gaps)}" + (f" ({sum(g.t_end - g.t_start for g in gaps):.1f} s without frames)" if gaps else ""),
-        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        f"peak RSS {memory_mb('VmHWM'):.0f} MB",
         f"results log {inspector.config.output.results_log}"
         + (f"; reject overlays in {inspector.config.output.overlays_dir}" if inspector.overlays else ""),
     ]
@@ -175,16 +232,20 @@ def run(args) -> int:
     inspector = Inspector(config)
     print(f"model {inspector.model.describe()}; {inspector.card.preprocess.mode} "
           f"{inspector.card.input.height}x{inspector.card.input.width}, threshold {inspector.rules.threshold:.2f}")
-    source = None
+    source, notifier = None, Notifier.from_environment()
     try:
         source = open_source(config.source.uri, CameraSettings(**config.source.model_dump(exclude={"uri"})))
         print(f"source {config.source.uri} ({type(source).__name__})")
         pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
                             inspector.gate.expect, config.pipeline.queue_size, config.pipeline.max_frames)
+        inspector.open_observers(lambda: snapshot(pipeline.stats, inspector, source))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: pipeline.stop())
-        stats = pipeline.run(_status_printer(config.output.status_interval_s), config.output.status_interval_s)
+        notifier.send("READY=1")
+        interval = config.output.status_interval_s
+        stats = pipeline.run(supervise(notifier, source, _status_printer(interval), interval), interval)
     finally:
+        notifier.send("STOPPING=1")
         if source is not None:
             source.close()
         gate_counts = inspector.close()
