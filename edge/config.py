@@ -128,6 +128,39 @@ class GateConfig(Section):
         return self
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class HttpConfig(Section):
+    host: str = Field("127.0.0.1", description="address to bind; beyond loopback (e.g. 0.0.0.0) a token is required")
+    port: int | None = Field(None, ge=0, le=65535, description="serve the operator page, /metrics and /healthz on this TCP port (null: off; 0: any free port)")
+    token: str | None = Field(None, min_length=8, description="when set, every request needs ?token= or 'Authorization: Bearer'")
+    live_fps: float = Field(4.0, gt=0, le=15, description="most live-view JPEGs encoded per second, and only while a client asks")
+    live_width: int = Field(800, ge=64, description="live view scaled down to this width")
+    rejects_shown: int = Field(12, ge=1, le=100, description="last rejects kept as thumbnails for the page")
+    healthy_frame_age_s: float = Field(5.0, gt=0, description="/healthz is 503 when the last verdict is older than this")
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self):
+        if self.port is not None and self.host not in LOOPBACK and not self.token:
+            raise ValueError(f"host {self.host} is reachable beyond this machine: set http.token (at least 8 "
+                             "characters) or bind 127.0.0.1")
+        return self
+
+
+class MqttConfig(Section):
+    host: str | None = Field(None, description="MQTT broker (null: no MQTT; pip install .[mqtt])")
+    port: int = Field(1883, ge=1, le=65535, description="broker port")
+    topic_prefix: str = Field("station", min_length=1, description="topics: PREFIX/verdict, PREFIX/summary, PREFIX/status")
+    client_id: str | None = Field(None, description="MQTT client id (default: station-<hostname>)")
+    username: str | None = Field(None, description="broker user name (null: anonymous)")
+    password: str | None = Field(None, description="broker password")
+    mode: Literal["verdict", "summary"] = Field("verdict", description="verdict: one message per frame; summary: one per second")
+    qos: Literal[0, 1, 2] = Field(1, description="MQTT QoS of verdicts and summaries (0 loses what the broker drops)")
+    spool_dir: str = Field("runs/station/mqtt", description="messages wait on disk here until the broker has them")
+    spool_max_mb: float = Field(100.0, gt=0, description="above this, new messages are dropped (counted) until the broker is back")
+
+
 class StationConfig(Section):
     model: ModelConfig
     source: SourceConfig
@@ -136,6 +169,8 @@ class StationConfig(Section):
     pipeline: PipelineConfig = PipelineConfig()
     gate: GateConfig = GateConfig()
     output: OutputConfig = OutputConfig()
+    http: HttpConfig = HttpConfig()
+    mqtt: MqttConfig = MqttConfig()
 
 
 STATION_SECTIONS = tuple(StationConfig.model_fields)

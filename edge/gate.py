@@ -219,6 +219,7 @@ class Gate:
         self.failsafe: set[int] = set()  # seqs rejected because their verdict was late
         self.ack_regex = re.compile(re.escape(config.ack_pattern or "").replace(re.escape("{seq}"), r"(\d+)"))
         self.consecutive = self.heartbeats = 0
+        self.last_heartbeat: float | None = None  # monotonic time of the last one sent
         self.alarmed = self.closing = False
         self.connected, self.retry_at, self.backoff = False, 0.0, config.reconnect_initial_s
         self.counts = {s: 0 for s in ("sent", "acknowledged", "merged", "late", "missed")}
@@ -248,6 +249,14 @@ class Gate:
                 for lane in lanes or [ALL_LANES]:
                     self._schedule(RejectCommand(seq, lane, self._fire_time(t_capture), reason))
             self.cond.notify()
+
+    def state(self) -> dict:
+        """The gate as the operator page shows it; read without the lock, so it never delays a reject."""
+        beat = self.last_heartbeat
+        return {"driver": self.cfg.driver, "port": self.cfg.port, "timing": self.cfg.timing, "connected": self.connected,
+                "last_heartbeat_s": None if beat is None else round(time.monotonic() - beat, 2),
+                "heartbeats": self.heartbeats, "pending": len(self.pending), "alarmed": self.alarmed,
+                "rejects": dict(self.counts)}
 
     # --- timing ------------------------------------------------------------------------------
 
@@ -341,6 +350,7 @@ class Gate:
                 if self.cfg.heartbeat_ms and now >= self.next_heartbeat:
                     self.heartbeats += 1
                     self.driver.heartbeat(self.heartbeats)
+                    self.last_heartbeat = now
                     self.next_heartbeat = now + self.cfg.heartbeat_ms / 1000
             except GateLost as exc:
                 self._lost(exc)

@@ -58,13 +58,18 @@ class ResultsLog:
         self.file.close()
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, defects: list[Defect]) -> np.ndarray:
-    """The RGB frame with defect pixels tinted red and kept defects boxed, as BGR for imwrite."""
+def overlay(image: np.ndarray, mask: np.ndarray, defects: list[Defect], scale: float = 1.0) -> np.ndarray:
+    """The RGB frame with defect pixels tinted red and kept defects boxed, as BGR for imwrite;
+    `scale` < 1 shrinks frame and mask first (thin defects stay visible)."""
+    if scale != 1.0:
+        size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 0
     out = image.copy()
     out[mask] = (0.5 * out[mask] + [127, 0, 0]).astype(np.uint8)
     out = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
     for d in defects:
-        x, y, w, h = d.bbox
+        x, y, w, h = (round(v * scale) for v in d.bbox)
         cv2.rectangle(out, (x - 2, y - 2), (x + w + 1, y + h + 1), (0, 0, 255) if d.kept else (0, 200, 255), 1)
     return out
 
