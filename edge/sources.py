@@ -267,7 +267,7 @@ def open_source(uri: str, settings: CameraSettings | None = None) -> Source:
     uri = str(uri).strip()
     if uri.isdigit():
         return LiveSource(int(uri), settings)
-    if uri.startswith("/dev/video"):
+    if uri.startswith("/dev/"):  # /dev/video0, a udev name (/dev/inspection-camera), /dev/v4l/by-id/...
         return LiveSource(uri, settings, api=cv2.CAP_V4L2)
     if uri.startswith(URL_SCHEMES):
         return LiveSource(uri, settings, api=cv2.CAP_FFMPEG)

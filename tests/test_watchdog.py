@@ -5,7 +5,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 
+import numpy as np
+
+from edge.pipeline import Pipeline
+from edge.sources import Source
 from edge.watchdog import Notifier, WatchdogRule, supervise
 from training.synthetic import write_video
 
@@ -100,3 +106,62 @@ def test_watchdog_is_fed_while_the_source_handles_an_outage():
     assert [t for t, f in enumerate(_looks(rule, [0] * 12, reconnecting=True), 1) if f] == [1, 6, 11]
     fed = [rule.feed(float(t), 0, False) for t in range(13, 30)]  # the outage is over, still no frames
     assert [t for t, f in zip(range(13, 30), fed) if f] == [16]
+
+
+class _Camera(Source):
+    """A live source: a new frame every 10 ms until closed."""
+
+    live = True
+
+    def __init__(self):
+        super().__init__("camera")
+        self.closed = False
+
+    def read(self):
+        time.sleep(0.01)
+        return None if self.closed else self._frame(np.zeros((8, 8, 3), np.uint8))
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_hung_inference_thread_stops_the_watchdog_while_the_pipeline_runs_on(tmp_path):
+    """Inference hangs at frame 30; capture goes on dropping frames and the output stage rejects them,
+    but WATCHDOG=1 stops, so systemd would restart the station."""
+    hang, hung_at, released_at = threading.Event(), [], []
+
+    def infer(frame):
+        if frame.seq >= 30 and not hung_at:
+            hung_at.append(time.monotonic())
+            hang.wait()
+
+    address, received, listening = str(tmp_path / "notify.sock"), [], threading.Event()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(address)
+        sock.settimeout(0.1)
+
+        def listen():
+            while not listening.is_set():
+                try:
+                    fields = sock.recv(4096).decode().split("\n")
+                except TimeoutError:
+                    continue
+                received.append((time.monotonic(), fields))
+        listener = threading.Thread(target=listen)
+        listener.start()
+        source = _Camera()
+        pipeline = Pipeline(source, infer, lambda frame, result, timing: result, lambda verdict: False)
+
+        def release():
+            released_at.append(time.monotonic())
+            pipeline.stop()
+            hang.set()
+        threading.Timer(3.0, release).start()
+        status = supervise(Notifier(address, watchdog_usec=400_000), source, lambda stats: None, 0.05)  # fed every 0.2 s
+        stats = pipeline.run(status, 0.05)
+        listening.set()
+        listener.join()
+    feeds = [t for t, fields in received if "WATCHDOG=1" in fields]
+    assert hung_at and feeds and feeds[0] < hung_at[0]
+    assert stats.dropped > 20  # the pipeline went on taking (and rejecting) frames
+    assert not [t for t in feeds if hung_at[0] + 1.0 < t < released_at[0]]
