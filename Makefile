@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-web clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ bench: $(VENV)/.installed
 	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=false --bench-invoke 200
 	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=true --bench-invoke 200
 	$(RUN_BENCH) --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
+
+# The operator page and MQTT cost (README, "Operator page, metrics and MQTT"): `station run` on the
+# bench's 256x256 video with the page watched by a client and MQTT into a local mosquitto, against
+# both off, interleaved. Needs mosquitto (apt-get install mosquitto); makes the bench model if missing.
+bench-web: $(VENV)/.installed
+	test -f $(BENCH)/tflite/model_int8.tflite -a -f $(BENCH)/line256.avi || $(MAKE) bench
+	$(BIN)/python -m edge.web_bench --model $(BENCH)/tflite/model_int8.tflite --video $(BENCH)/line256.avi --rounds 5
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests

@@ -50,10 +50,13 @@ class Spool:
 
     def __init__(self, directory: str | Path, max_bytes: int):
         self.dir, self.max_bytes = Path(directory), max_bytes
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path, self.state_path = self.dir / "spool.jsonl", self.dir / "state.json"
-        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
-        self.file = self.path.open("a+b")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+            self.file = self.path.open("a+b")
+        except OSError as exc:
+            raise BadInput(f"mqtt.spool_dir {directory}: {exc.strerror}") from None
         data = self._unacked_tail(state.get("offset", 0))
         self.backlog = data.count(b"\n")
         last = data.rsplit(b"\n", 2)[-2] if self.backlog else b""
@@ -141,6 +144,8 @@ class Publisher:
         self.acks: set[int] = set()
         self.connected = False
         self.close_by: float | None = None
+        self.interval, self.interval_start = {"frames": 0, "rejects": []}, time.monotonic()  # summary mode
+        self.next_save = time.monotonic()
         prefix = config.topic_prefix.rstrip("/")
         self.topic = f"{prefix}/{config.mode}"
         self.status_topic = f"{prefix}/status"
@@ -201,41 +206,46 @@ class Publisher:
     # --- the publisher thread ---------------------------------------------------------------
 
     def _loop(self) -> None:
-        summary = {"frames": 0, "rejects": []}
-        last_summary = next_save = time.monotonic()
         while True:
-            events = []
             try:
-                events.append(self.events.get(timeout=0.1))
-                while True:
-                    events.append(self.events.get_nowait())
-            except queue.Empty:
-                pass
-            for kind, value in events:
-                if kind == "ack" and any(mid == value for mid, _ in self.inflight):  # not the status messages'
-                    self.acks.add(value)
-                elif kind == "record" and self.config.mode == "verdict":
-                    self.spool.append(value)
-                elif kind == "record":
-                    summary["frames"] += 1
-                    if value["verdict"] == "reject":
-                        summary["rejects"].append(value["seq"])
-            now = time.monotonic()
-            closing = self.close_by is not None
-            if summary["frames"] and (now - last_summary >= SUMMARY_EVERY_S or closing):
-                self.spool.append(self._summary(summary, now - last_summary))
-                summary = {"frames": 0, "rejects": []}
-                last_summary = now
-            while self.inflight and self.inflight[0][0] in self.acks:
-                mid, offset = self.inflight.popleft()
-                self.acks.discard(mid)
-                self.spool.ack(offset)
-            self._publish()
-            if now >= next_save:
-                self.spool.save()
-                next_save = now + SAVE_EVERY_S
-            if closing and (not self.connected or not self.spool.backlog or now >= self.close_by):
-                return
+                if self._step():
+                    return
+            except Exception:  # never let the publisher die: verdicts would pile up in its queue
+                log.exception("mqtt: unexpected error")
+                time.sleep(1)
+
+    def _step(self) -> bool:
+        """Spool what has arrived, count acknowledgements, publish; True once closing is done."""
+        events = []
+        try:
+            events.append(self.events.get(timeout=0.1))
+            while True:
+                events.append(self.events.get_nowait())
+        except queue.Empty:
+            pass
+        for kind, value in events:
+            if kind == "ack" and any(mid == value for mid, _ in self.inflight):  # not the status messages'
+                self.acks.add(value)
+            elif kind == "record" and self.config.mode == "verdict":
+                self.spool.append(value)
+            elif kind == "record":
+                self.interval["frames"] += 1
+                if value["verdict"] == "reject":
+                    self.interval["rejects"].append(value["seq"])
+        now = time.monotonic()
+        closing = self.close_by is not None
+        if self.interval["frames"] and (now - self.interval_start >= SUMMARY_EVERY_S or closing):
+            self.spool.append(self._summary(now - self.interval_start))
+            self.interval, self.interval_start = {"frames": 0, "rejects": []}, now
+        while self.inflight and self.inflight[0][0] in self.acks:
+            mid, offset = self.inflight.popleft()
+            self.acks.discard(mid)
+            self.spool.ack(offset)
+        self._publish()
+        if now >= self.next_save:
+            self.spool.save()
+            self.next_save = now + SAVE_EVERY_S
+        return closing and (not self.connected or not self.spool.backlog or now >= self.close_by)
 
     def _publish(self) -> None:
         while self.connected and len(self.inflight) < WINDOW and (item := self.spool.next_line()) is not None:
@@ -243,11 +253,11 @@ class Publisher:
             info = self.client.publish(self.topic, payload, qos=self.config.qos)
             self.inflight.append((info.mid, offset))  # sent again by paho after a reconnect until acknowledged
 
-    def _summary(self, interval: dict, seconds: float) -> dict:
+    def _summary(self, seconds: float) -> dict:
         s = self.status()
         c = s["counters"]
         return {"time": datetime.datetime.now().astimezone().isoformat(timespec="milliseconds"), "interval_s": round(seconds, 2),
-                "interval_frames": interval["frames"], "interval_rejects": interval["rejects"],
+                "interval_frames": self.interval["frames"], "interval_rejects": self.interval["rejects"],
                 "frames": c["frames"], "rejects": c["rejects"], "drops": c["drops"], "fps": c["fps"],
                 "latency_p50_ms": c["latency_p50_ms"], "latency_p99_ms": c["latency_p99_ms"],
                 "gate_connected": s["gate"]["connected"], "source_outages": s["camera"]["outages"]}

@@ -65,9 +65,9 @@ def overlay(image: np.ndarray, mask: np.ndarray, defects: list[Defect], scale: f
         size = (max(round(image.shape[1] * scale), 1), max(round(image.shape[0] * scale), 1))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) > 0
-    out = image.copy()
-    out[mask] = (0.5 * out[mask] + [127, 0, 0]).astype(np.uint8)
-    out = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
+    tinted = image >> 1  # half the pixel, plus half of full red: integer maths, same values as 0.5 * x + 127
+    tinted[..., 0] += 127
+    out = cv2.cvtColor(np.where(mask[..., None], tinted, image), cv2.COLOR_RGB2BGR)
     for d in defects:
         x, y, w, h = (round(v * scale) for v in d.bbox)
         cv2.rectangle(out, (x - 2, y - 2), (x + w + 1, y + h + 1), (0, 0, 255) if d.kept else (0, 200, 255), 1)

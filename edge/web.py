@@ -170,6 +170,7 @@ REJECT_PATH = re.compile(r"/reject/(\d+)\.jpg")
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "station"
+    protocol_version = "HTTP/1.1"  # keep-alive: a browser polling the page reuses its connection and thread
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
         log.debug("%s %s", self.address_string(), format % args)
@@ -238,7 +239,7 @@ class OperatorPage:
         self.config, self.status = config, status
         self.view = LiveView(threshold, config.live_fps, config.live_width, config.rejects_shown)
         self.html = (files("edge") / "static" / "index.html").read_bytes()
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry()
         self.registry.register(StationCollector(status))
         latency = Histogram("station_latency_seconds", "capture-to-verdict and inference time per frame", ["stage"],
                             buckets=LATENCY_BUCKETS_S, registry=self.registry)
