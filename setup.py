@@ -1,6 +1,6 @@
 from setuptools import find_packages, setup
 
-EDGE = ["pyserial>=3.5", "ai-edge-litert>=2.0", "prometheus-client>=0.20"]
+EDGE = ["pyserial>=3.5", "ai-edge-litert>=2.0", "prometheus-client>=0.20", "matplotlib>=3.7"]
 
 setup(
     name="inspection-station",

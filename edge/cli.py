@@ -21,7 +21,7 @@ COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--config", default=None, help="YAML file: its section named after the verb sets the defaults")
 
 HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command", "run": "edge.station",
-            "plc-sim": "edge.plc_sim", "gate-bench": "edge.gate_bench"}
+            "plc-sim": "edge.plc_sim", "gate-bench": "edge.gate_bench", "bench": "edge.bench", "demo": "edge.demo"}
 
 
 def _add_train(sub) -> None:
@@ -97,6 +97,29 @@ def _add_run(sub) -> None:
                    help="after the run, time N bare invoke() calls and compare the daemon's throughput and latency")
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="speed and accuracy of model files on this device: a report to compare devices",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p.add_argument("--model", action="append", default=[], metavar="M",
+                   help="model file (.tflite, or .keras when Keras is installed); repeat for several")
+    p.add_argument("--data", default=None, help="folder dataset (or folder of images): end-to-end rate, and accuracy with masks")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of a dataset with masks")
+    p.add_argument("--threads", default="1,2", help="comma-separated interpreter thread counts")
+    p.add_argument("--runtime", default="litert,tflite_runtime,tf", help="TFLite runtimes to try; missing ones are skipped")
+    p.add_argument("--warmup", type=int, default=5, help="untimed invokes after the first")
+    p.add_argument("--runs", type=int, default=50, help="timed invokes per run")
+    p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image")
+    p.add_argument("--json", default="runs/device_bench/bench.json", help="write the full results here")
+    p.add_argument("--report", default="runs/device_bench/bench.md", help="Markdown report; PNG plots go beside it")
+    p.add_argument("--compare", nargs=2, default=None, metavar=("A.json", "B.json"),
+                   help="print two earlier reports side by side with B/A ratios, and stop")
+
+
+def _add_demo(sub) -> None:
+    sub.add_parser("demo", help="run the station on the demo video with a PLC stand-in; score it against the truth",
+                   formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+
+
 def _add_plc_sim(sub) -> None:
     p = sub.add_parser("plc-sim", help="a PLC stand-in on a serial port or pseudo-terminal",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
@@ -127,6 +150,8 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_quantize(sub)
     _add_run(sub)
+    _add_bench(sub)
+    _add_demo(sub)
     _add_plc_sim(sub)
     _add_gate_bench(sub)
     if config:

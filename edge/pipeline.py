@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 from edge.sources import Frame, Gap, Source
 
 _END = object()
+WINDOW = 5000  # latencies kept for the percentiles: the last few minutes, in bounded memory for months-long runs
 
 
 @dataclass
@@ -37,16 +39,17 @@ class Stats:
     dropped: int = 0
     first_verdict: float | None = None
     last_verdict: float | None = None
-    latency_ms: list[float] = field(default_factory=list)  # capture -> verdict
-    infer_ms: list[float] = field(default_factory=list)
+    latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))  # capture -> verdict
+    infer_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
 
     def fps(self) -> float:
         """Frames judged per second, from the start to the last verdict (or now, while running)."""
         elapsed = (self.last_verdict or time.monotonic()) - self.started
         return self.judged / elapsed if elapsed > 0 else 0.0
 
-    def percentile(self, values: list[float], q: float) -> float:
-        return float(np.percentile(values[-5000:], q)) if values else float("nan")
+    def percentile(self, values: deque[float], q: float) -> float:
+        """The q-th percentile of the last WINDOW values (NaN before the first)."""
+        return float(np.percentile(values, q)) if values else float("nan")
 
     def line(self) -> str:
         """The one-line live status."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from edge.card import ModelCard
 from edge.errors import BadInput
+from edge.models import resolve
 from edge.segment import Predict
 
 KERAS_BATCH = 16
@@ -54,8 +55,8 @@ def keras_predict(model) -> Predict:
 
 
 def load_predictor(path: str | Path, num_threads: int = 2) -> tuple[Predict, ModelCard]:
-    """The model at `path` as a predict function, with its card; BadInput for a bad file."""
-    path = Path(path)
+    """The model at `path` (or `default`, the bundled one) as a predict function, with its card."""
+    path = resolve(path)
     if not path.is_file():
         raise BadInput(f"{path}: model file not found")
     card = ModelCard.load(path)

@@ -12,7 +12,9 @@ where the runtime refuses, they go one by one.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -23,10 +25,10 @@ from edge.errors import BadInput
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = {  # name -> (module holding Interpreter, module holding load_delegate), in order of preference
-    "litert": ("ai_edge_litert.interpreter", "ai_edge_litert.interpreter"),
-    "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime.interpreter"),
-    "tf": ("tensorflow.lite", "tensorflow.lite.experimental"),
+RUNTIMES = {  # name -> (module, its Interpreter, its load_delegate), in order of preference
+    "litert": ("ai_edge_litert.interpreter", "Interpreter", "load_delegate"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "Interpreter", "load_delegate"),
+    "tf": ("tensorflow", "lite.Interpreter", "lite.experimental.load_delegate"),  # gone from TensorFlow 2.20+
 }
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
@@ -35,23 +37,32 @@ def runtime_module(runtime: str | None = None):
     """The Interpreter and load_delegate of `runtime`, or of the first installed one; with its name."""
     names = [runtime] if runtime and runtime != "auto" else list(RUNTIMES)
     for name in names:
+        module_name, *attributes = RUNTIMES[name]
         try:
-            interpreter, delegates = (importlib.import_module(m) for m in RUNTIMES[name])
-            return interpreter.Interpreter, delegates.load_delegate, name
-        except (ImportError, AttributeError):  # TensorFlow >= 2.20 no longer has tf.lite.Interpreter
+            module = importlib.import_module(module_name)
+            interpreter, load_delegate = (functools.reduce(getattr, a.split("."), module) for a in attributes)
+            return interpreter, load_delegate, name
+        except (ImportError, AttributeError):
             continue
     raise BadInput(f"no TFLite runtime installed (tried {', '.join(names)}); pip install ai-edge-litert")
+
+
+def runtime_installed(name: str) -> bool:
+    """Whether the runtime's package is installed, found without importing it."""
+    return importlib.util.find_spec(RUNTIMES[name][0].split(".")[0]) is not None
 
 
 def runtime_version(name: str) -> str:
     """The installed version of a runtime's distribution, or '?'."""
     from importlib.metadata import PackageNotFoundError, version
 
-    dist = {"litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime", "tf": "tensorflow"}[name]
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "?"
+    dists = {"litert": ["ai-edge-litert"], "tflite_runtime": ["tflite-runtime"], "tf": ["tensorflow", "tensorflow-cpu"]}
+    for dist in dists[name]:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "?"
 
 
 class TFLiteModel:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-import resource
 import signal
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,8 +22,10 @@ import numpy as np
 from edge.card import ModelCard
 from edge.config import StationConfig, load_station_config, parse_overrides
 from edge.decision import Rules, Verdict, judge
+from edge.device import memory_mb
 from edge.errors import BadInput
 from edge.gate import Gate, open_driver
+from edge.models import resolve
 from edge.pipeline import Pipeline, Stats
 from edge.predictors import check_card
 from edge.results import OverlayStore, ResultsLog
@@ -42,7 +42,7 @@ class Inspector:
 
     def __init__(self, config: StationConfig):
         self.config = config
-        path = Path(config.model.path)
+        path = resolve(config.model.path)
         self.model = TFLiteModel(path, config.model.threads, config.model.runtime, config.model.delegate)
         card = ModelCard.load(path)
         check_card(path, card, tuple(self.model.input["shape"][1:]))
@@ -211,7 +211,7 @@ def summary(stats: Stats, inspector: Inspector, source, started: float) -> str:
         f"capture-to-verdict latency p50 {stats.percentile(stats.latency_ms, 50):.1f} ms, "
         f"p99 {stats.percentile(stats.latency_ms, 99):.1f} ms; inference p50 {stats.percentile(stats.infer_ms, 50):.1f} ms",
         f"source outages {len(gaps)}" + (f" ({sum(g.t_end - g.t_start for g in gaps):.1f} s without frames)" if gaps else ""),
-        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        f"peak RSS {memory_mb('VmHWM'):.0f} MB",
         f"results log {inspector.config.output.results_log}"
         + (f"; reject overlays in {inspector.config.output.overlays_dir}" if inspector.overlays else ""),
     ]
