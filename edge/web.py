@@ -76,7 +76,8 @@ class LiveView:
 
     def _render(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict, width: int) -> bytes:
         mask = prob >= self.threshold if prob is not None else np.zeros(frame.image.shape[:2], bool)
-        return _jpeg(overlay(frame.image, mask, verdict.defects, min(width / frame.image.shape[1], 1.0)))
+        scale = width / frame.image.shape[1]
+        return _jpeg(overlay(frame.image, mask, verdict.defects, scale if scale < 0.75 else 1.0))  # else not worth a resample
 
     def live_jpeg(self) -> tuple[dict[str, str], bytes] | None:
         """(headers X-Seq and X-Verdict, JPEG) of the newest frame; re-encoded at most once per 1/live_fps s."""
