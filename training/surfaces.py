@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,12 @@ class Part:
     end: int
 
 
+def _part(rng: np.random.Generator, kind: str, length: int, width: int) -> np.ndarray:
+    """One clean RGB float part of `kind`, unevenly lit."""
+    gray = texture(rng, kind, length, width) * lighting(rng, length, width)
+    return gray[..., None] * np.array(TINTS[kind], np.float32) * rng.uniform(0.9, 1.1, 3)
+
+
 def strip(rng: np.random.Generator, height: int, width: int, part_length: tuple[int, int] = (160, 480),
           kinds: tuple[str, ...] = KINDS) -> tuple[np.ndarray, list[Part]]:
     """A clean RGB float strip of parts of random kinds along its height, unevenly lit."""
@@ -147,8 +154,7 @@ def strip(rng: np.random.Generator, height: int, width: int, part_length: tuple[
     while y < height:
         length = min(int(rng.integers(*part_length)), height - y)
         kind = str(rng.choice(kinds))
-        gray = texture(rng, kind, length, width) * lighting(rng, length, width)
-        image[y : y + length] = gray[..., None] * np.array(TINTS[kind], np.float32) * rng.uniform(0.9, 1.1, 3)
+        image[y : y + length] = _part(rng, kind, length, width)
         parts.append(Part(kind, y, y + length))
         y += length
     return image, parts
@@ -176,60 +182,71 @@ def to_uint8(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
 
 
-def write_dataset(out: str | Path, images: int = 600, size: tuple[int, int] = (240, 320), clean_fraction: float = 0.3,
-                  seed: int = 0) -> Path:
-    """Write a folder dataset of strip windows (70/15/15 split; index.csv also names surfaces and defects)."""
+def save_dataset(out: str | Path, samples: Iterable[tuple[np.ndarray, np.ndarray, dict[str, str]]], count: int) -> Path:
+    """Write `count` (uint8 RGB or gray image, 0/1 mask, extra index.csv columns) as a folder dataset, 70/15/15."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    height, width = size
     rows = []
-    for i in range(images):
-        image, parts = strip(rng, height, width, part_length=(height // 2, height * 3))
-        mask = np.zeros(size, np.uint8)
-        kinds = [] if rng.random() < clean_fraction else [
-            add_defect(rng, image, mask, parts, (0, height)) for _ in range(int(rng.integers(1, 4)))]
+    for i, (image, mask, extra) in enumerate(samples):
         name = f"{i:04d}"
-        cv2.imwrite(str(out / "images" / f"{name}.png"), to_uint8(image, rng)[..., ::-1])
+        cv2.imwrite(str(out / "images" / f"{name}.png"), image[..., ::-1] if image.shape[2] == 3 else image)
         cv2.imwrite(str(out / "masks" / f"{name}.png"), mask * 255)
-        split = "train" if i < 0.7 * images else "val" if i < 0.85 * images else "test"
-        rows.append({"id": name, "split": split, "surfaces": " ".join(sorted({p.kind for p in parts})),
-                     "defects": " ".join(k for k in kinds if k)})
+        rows.append({"id": name, "split": "train" if i < 0.7 * count else "val" if i < 0.85 * count else "test", **extra})
     with (out / "index.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, ["id", "split", "surfaces", "defects"])
+        writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     return out
 
 
+def write_dataset(out: str | Path, images: int = 600, size: tuple[int, int] = (240, 320), clean_fraction: float = 0.3,
+                  seed: int = 0) -> Path:
+    """Write a folder dataset of strip windows (index.csv also names their surfaces and defects)."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+
+    def samples():
+        for _ in range(images):
+            image, parts = strip(rng, height, width, part_length=(height // 2, height * 3))
+            mask = np.zeros(size, np.uint8)
+            kinds = [] if rng.random() < clean_fraction else [
+                add_defect(rng, image, mask, parts, (0, height)) for _ in range(int(rng.integers(1, 4)))]
+            yield to_uint8(image, rng), mask, {"surfaces": " ".join(sorted({p.kind for p in parts})),
+                                               "defects": " ".join(k for k in kinds if k)}
+
+    return save_dataset(out, samples(), images)
+
+
 def write_conveyor(path: str | Path, frames: int = 300, size: tuple[int, int] = (240, 320), fps: float = 15.0,
-                   defect_every: float = 6.0, min_defect_px: int = 60, seed: int = 0) -> list[dict]:
+                   defect_every: float = 6.0, min_defect_px: int = 60, seed: int = 0,
+                   part_length: tuple[int, int] = (160, 480)) -> list[dict]:
     """Write an MJPG video of a strip scrolling by one frame per frame and its ground truth CSV beside it.
 
-    About one frame in `defect_every` holds a defect, drawn wholly inside that frame. Returns the
+    About one frame in `defect_every` holds a defect, drawn wholly inside that frame; frame 0 is
+    clean. The strip is made a part at a time, so memory stays that of a few frames. Returns the
     truth per frame: frame, defect (0/1), defect_px, surfaces, defects.
     """
     rng = np.random.default_rng(seed)
     height, width = size
-    image, parts = strip(rng, frames * height, width)
-    mask = np.zeros(image.shape[:2], np.uint8)
-    drawn: dict[int, list[str]] = {}
-    for frame in range(1, frames):  # frame 0 stays clean: the camera's first look
-        if rng.random() < 1 / defect_every:
-            kind = add_defect(rng, image, mask, parts, (frame * height, (frame + 1) * height), min_defect_px)
-            drawn[frame] = [kind] if kind else []
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    truth = []
+    pending, parts, truth = np.zeros((0, width, 3), np.float32), [], []  # rows not yet shown, their parts
     for frame in range(frames):
-        rows = slice(frame * height, (frame + 1) * height)
-        writer.write(np.ascontiguousarray(to_uint8(image[rows], rng)[..., ::-1]))
-        pixels = int(mask[rows].sum())
+        while len(pending) < height:
+            length, kind = int(rng.integers(*part_length)), str(rng.choice(KINDS))
+            parts.append(Part(kind, len(pending), len(pending) + length))
+            pending = np.concatenate([pending, _part(rng, kind, length, width)])
+        image, mask = pending[:height].copy(), np.zeros(size, np.uint8)
+        shown = [p for p in parts if p.start < height]
+        kind = add_defect(rng, image, mask, shown, (0, height), min_defect_px) if frame and rng.random() < 1 / defect_every else None
+        writer.write(np.ascontiguousarray(to_uint8(image, rng)[..., ::-1]))
+        pixels = int(mask.sum())
         truth.append({"frame": frame, "defect": int(pixels >= min_defect_px), "defect_px": pixels,
-                      "surfaces": " ".join(sorted({p.kind for p in parts if p.start < rows.stop and p.end > rows.start})),
-                      "defects": " ".join(drawn.get(frame, []))})
+                      "surfaces": " ".join(sorted({p.kind for p in shown})), "defects": kind or ""})
+        pending = pending[height:]
+        parts = [Part(p.kind, p.start - height, p.end - height) for p in parts if p.end > height]
     writer.release()
     with path.with_suffix(".csv").open("w", newline="") as f:
         out = csv.DictWriter(f, list(truth[0]))

@@ -1,21 +1,20 @@
-"""Synthetic surface-defect data: thin dark cracks and blobs on a noisy, unevenly lit texture.
+"""The tests' easy task: thin dark cracks and blobs on a noisy, unevenly lit texture.
 
-    python -m training.synthetic --out data/synth --images 60
-    python -m training.synthetic --video line.avi --frames 120    # + line.csv: frame,defect
+    pairs = write_dataset(tmp / "data", images=48, size=(96, 128))
+    truth = write_video(tmp / "line.avi", frames=24)            # per frame: has a defect
 
-Writes a folder dataset (images/, masks/, index.csv) whose masks are exactly what was drawn, or
-(`write_video`) a video whose frames carry defects at known frame numbers. Used by the tests and
-the demo, since the real datasets may not be redistributed.
+Small and quick to learn, so a test trains a tiny model in seconds. The realistic surfaces (and
+the command that writes datasets and conveyor videos) are in training.surfaces.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from training.surfaces import save_dataset
 
 
 def surface(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -60,23 +59,9 @@ def sample(rng: np.random.Generator, height: int, width: int, channels: int = 3,
 def write_dataset(out: str | Path, images: int = 40, size: tuple[int, int] = (160, 224), channels: int = 3,
                   clean_fraction: float = 0.2, seed: int = 0) -> Path:
     """Write a folder dataset of `images` samples (70/15/15 split in index.csv); returns `out`."""
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(images):
-        image, mask = sample(rng, *size, channels=channels, clean=rng.random() < clean_fraction)
-        name = f"{i:04d}"
-        cv2.imwrite(str(out / "images" / f"{name}.png"), image[..., ::-1] if channels == 3 else image)
-        cv2.imwrite(str(out / "masks" / f"{name}.png"), mask * 255)
-        split = "train" if i < 0.7 * images else "val" if i < 0.85 * images else "test"
-        rows.append({"id": name, "split": split})
-    with (out / "index.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, ["id", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+    samples = (sample(rng, *size, channels=channels, clean=rng.random() < clean_fraction) + ({},) for _ in range(images))
+    return save_dataset(out, samples, images)
 
 
 def write_video(path: str | Path, frames: int = 40, size: tuple[int, int] = (120, 160), defect_frames: set[int] | None = None,
@@ -95,30 +80,3 @@ def write_video(path: str | Path, frames: int = 40, size: tuple[int, int] = (120
         truth.append(bool(mask.any()))
     writer.release()
     return truth
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default=None, help="folder dataset to write")
-    p.add_argument("--video", default=None, help="video file to write (MJPG .avi), its ground truth beside it as .csv")
-    p.add_argument("--frames", type=int, default=120, help="video frames (every third has a defect)")
-    p.add_argument("--fps", type=float, default=20.0, help="video frame rate")
-    p.add_argument("--images", type=int, default=40, help="number of images")
-    p.add_argument("--height", type=int, default=160, help="image height")
-    p.add_argument("--width", type=int, default=224, help="image width")
-    p.add_argument("--channels", type=int, default=3, choices=[1, 3], help="1 gray, 3 RGB")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    a = p.parse_args()
-    if not (a.out or a.video):
-        p.error("give --out, --video or both")
-    if a.out:
-        print(f"wrote {write_dataset(a.out, a.images, (a.height, a.width), a.channels, seed=a.seed)}")
-    if a.video:
-        Path(a.video).parent.mkdir(parents=True, exist_ok=True)
-        truth = write_video(a.video, a.frames, (a.height, a.width), fps=a.fps, seed=a.seed + 1)
-        Path(a.video).with_suffix(".csv").write_text("frame,defect\n" + "".join(f"{i},{int(t)}\n" for i, t in enumerate(truth)))
-        print(f"wrote {a.video} ({a.frames} frames, {sum(truth)} with a defect)")
-
-
-if __name__ == "__main__":
-    main()
