@@ -1,10 +1,10 @@
-# make demo: generated data -> train -> quantize to int8 -> evaluate it -> run the station on a video
+# make demo: the station with its bundled int8 model on a generated conveyor video, a PLC stand-in as the gate
 # make test: the whole test suite (all extras)
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test bench bench-web clean
+.PHONY: demo install default-model test bench bench-web clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,29 +12,44 @@ $(BIN)/python:
 
 $(VENV)/.installed: setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e ".[edge,train,dev]"
+	touch $@ $(VENV)/.installed-edge
+
+$(VENV)/.installed-edge: setup.py | $(BIN)/python
+	$(BIN)/pip install -q -e ".[edge]"
 	touch $@
 
+install: $(VENV)/.installed
+
+# The demo needs only what a device installs (the edge extra): the bundled model, a conveyor video
+# made by the surface generator, the daemon, and a PLC stand-in on a pseudo-terminal.
 DEMO = runs/demo
 
-demo: $(VENV)/.installed
-	$(BIN)/python -m training.synthetic --out $(DEMO)/data --images 60 --video $(DEMO)/line.avi --frames 120
-	$(BIN)/station train --data $(DEMO)/data --out $(DEMO)/model --input-size 64 --base-filters 8 --depth 3 \
-		--epochs 12 --epoch-size 256 --lr 3e-3 --verbose 2
-	$(BIN)/station quantize --model $(DEMO)/model/model.keras --calib $(DEMO)/data --out $(DEMO)/tflite --calib-images 60
-	$(BIN)/station eval --model $(DEMO)/tflite/model_int8.tflite --data $(DEMO)/data --json $(DEMO)/eval_int8.json
-	$(BIN)/station run --config config.yaml --bench-invoke 50
+demo: $(VENV)/.installed-edge
+	$(BIN)/python -m training.surfaces --video $(DEMO)/line.avi --frames 450 --fps 15 --seed 7
+	$(BIN)/station demo --config config.yaml
+
+# How the bundled model (edge/models/surfaces_int8.tflite) was made: the generator's dataset, the
+# project's recipe (Attention U-Net, 128x128 crops), int8 with verified accuracy.
+MODEL = runs/default_model
+default-model: $(VENV)/.installed
+	$(BIN)/python -m training.surfaces --out $(MODEL)/data --images 600
+	$(BIN)/station train --data $(MODEL)/data --out $(MODEL)/train --arch attention_unet --input-size 128 \
+		--base-filters 8 --depth 4 --batch 16 --epoch-size 1024 --epochs 12 --patience 8 --seed 0 --verbose 2
+	$(BIN)/station quantize --model $(MODEL)/train/model.keras --calib $(MODEL)/data --out $(MODEL)/tflite
+	cp $(MODEL)/tflite/model_int8.tflite edge/models/surfaces_int8.tflite
+	cp $(MODEL)/tflite/model_int8.json edge/models/surfaces_int8.json
 
 # The daemon benchmark of the README: a 256x256 int8 model (one epoch on synthetic data: speed,
 # not accuracy), 2 threads, on a 256x256 video as fast as it decodes, then paced at 30 fps for the
 # latency, then on a 1920x1080 video in 256x256 tiles. Each run's summary gives its peak RSS.
 BENCH = runs/bench
 RUN_BENCH = $(BIN)/station run --config config.yaml --model $(BENCH)/tflite/model_int8.tflite \
-	--set model.threads=2 --set output.results_log=$(BENCH)/results.jsonl --set output.overlays_dir=null
+	--set gate.driver=log --set model.threads=2 --set output.results_log=$(BENCH)/results.jsonl --set output.overlays_dir=null
 
 bench: $(VENV)/.installed
-	$(BIN)/python -m training.synthetic --out $(BENCH)/data --images 30 --height 256 --width 256 \
+	$(BIN)/python -m training.surfaces --out $(BENCH)/data --images 30 --height 256 --width 256 \
 		--video $(BENCH)/line256.avi --frames 600 --fps 30
-	$(BIN)/python -m training.synthetic --video $(BENCH)/line1080.avi --frames 60 --height 1080 --width 1920
+	$(BIN)/python -m training.surfaces --video $(BENCH)/line1080.avi --frames 60 --height 1080 --width 1920
 	$(BIN)/station train --data $(BENCH)/data --out $(BENCH)/model --input-size 256 --epochs 1 --epoch-size 32 --verbose 0
 	$(BIN)/station quantize --model $(BENCH)/model/model.keras --calib $(BENCH)/data --out $(BENCH)/tflite \
 		--formats int8 --calib-images 20 --max-drop 1

@@ -151,7 +151,8 @@ def test_shipped_config_is_valid_and_the_readme_lists_every_key():
 
     root = Path(__file__).parent.parent
     config = load_station_config(root / "config.yaml")
-    assert config.model.path.endswith("model_int8.tflite") and config.source.realtime
+    assert config.model.path == "default" and config.source.realtime  # the bundled model, on the demo video
+    assert config.gate.driver == "serial" and config.gate.timing == "delay" and config.gate.port == "runs/demo/plc"
     assert reference_markdown() in (root / "README.md").read_text()
 
 

@@ -201,19 +201,26 @@ def save_dataset(out: str | Path, samples: Iterable[tuple[np.ndarray, np.ndarray
 
 
 def write_dataset(out: str | Path, images: int = 600, size: tuple[int, int] = (240, 320), clean_fraction: float = 0.3,
-                  seed: int = 0) -> Path:
-    """Write a folder dataset of strip windows (index.csv also names their surfaces and defects)."""
+                  seed: int = 0, part_length: tuple[int, int] = (160, 480)) -> Path:
+    """Write a folder dataset of strip windows (index.csv also names their surfaces and defects).
+
+    A window starts anywhere in a strip of parts as long as the conveyor video's, so part
+    boundaries are as frequent as in the video's frames.
+    """
     rng = np.random.default_rng(seed)
     height, width = size
 
     def samples():
         for _ in range(images):
-            image, parts = strip(rng, height, width, part_length=(height // 2, height * 3))
-            mask = np.zeros(size, np.uint8)
+            image, parts = strip(rng, height + part_length[1], width, part_length)
+            top = int(rng.integers(part_length[1]))
+            rows = (top, top + height)
+            mask = np.zeros(image.shape[:2], np.uint8)
             kinds = [] if rng.random() < clean_fraction else [
-                add_defect(rng, image, mask, parts, (0, height)) for _ in range(int(rng.integers(1, 4)))]
-            yield to_uint8(image, rng), mask, {"surfaces": " ".join(sorted({p.kind for p in parts})),
-                                               "defects": " ".join(k for k in kinds if k)}
+                add_defect(rng, image, mask, parts, rows) for _ in range(int(rng.integers(1, 4)))]
+            shown = {p.kind for p in parts if p.start < rows[1] and p.end > rows[0]}
+            yield (to_uint8(image[top : top + height], rng), mask[top : top + height],
+                   {"surfaces": " ".join(sorted(shown)), "defects": " ".join(k for k in kinds if k)})
 
     return save_dataset(out, samples(), images)
 
