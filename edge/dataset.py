@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"valid": "val", "validation": "val"}  # as some public datasets (DeepCrack) name it
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def _read_index(path: Path) -> dict[str, str]:
         reader = csv.DictReader(f)
         if not reader.fieldnames or "id" not in reader.fieldnames or "split" not in reader.fieldnames:
             raise BadInput(f"{path}: expected columns 'id' and 'split', got {reader.fieldnames}")
-        index = {row["id"]: row["split"] for row in reader}
+        index = {row["id"]: SPLIT_ALIASES.get(row["split"], row["split"]) for row in reader}
     bad = sorted({s for s in index.values() if s not in SPLITS})
     if bad:
         raise BadInput(f"{path}: unknown split value(s) {bad}; expected one of {list(SPLITS)}")

@@ -22,6 +22,14 @@ def test_index_csv_decides_the_split(synth_rgb):
     assert [s.id for s in list_samples(synth_rgb, "test")] == [f"{i:04d}" for i in range(41, 48)]
 
 
+def test_valid_in_index_csv_means_val(synth_rgb, tmp_path):
+    data = _copy(synth_rgb, tmp_path / "d")
+    index = data / "index.csv"
+    index.write_text(index.read_text().replace(",val\n", ",valid\n"))
+    assert "valid" in index.read_text()
+    assert [s.id for s in list_samples(data, "val")] == [s.id for s in list_samples(synth_rgb, "val")]
+
+
 def test_without_index_the_split_is_deterministic(synth_rgb, tmp_path):
     data = _copy(synth_rgb, tmp_path / "d")
     (data / "index.csv").unlink()
