@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import multiprocessing
+import queue as queues
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +132,21 @@ def _measure_in_child(job: Job, queue) -> None:
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def _outcome(process, queue) -> tuple[str, object]:
+    """The child's message, or an error naming how it died (a runtime that crashes, or is killed)."""
+    while True:
+        try:
+            return queue.get(timeout=1)
+        except queues.Empty:
+            if not process.is_alive():
+                try:
+                    return queue.get(timeout=1)
+                except queues.Empty:
+                    code = process.exitcode or 0
+                    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                    return "error", f"the measuring process died ({how})"
+
+
 def run_job(job: Job) -> dict:
     """`measure(job)` in a fresh process; BadInput passes through, other failures become a note."""
     context = multiprocessing.get_context("spawn")
@@ -137,7 +154,7 @@ def run_job(job: Job) -> dict:
     process = context.Process(target=_measure_in_child, args=(job, queue))
     process.start()
     try:
-        kind, value = queue.get()
+        kind, value = _outcome(process, queue)
     finally:
         process.join()
     if kind == "bad":

@@ -6,8 +6,8 @@
 
 Inputs are quantized and outputs dequantized with the tensor's own scale and zero point, so int8,
 float16 and float32 files are used the same way. All tiles of a frame go through one invoke: the
-input's batch dimension is resized to the tile count (once, while the frame size stays the same);
-where the runtime refuses, they go one by one.
+input's batch dimension is resized to the tile count (once, while the frame size stays the same)
+on LiteRT; where the runtime refuses, and on the older runtimes, they go one by one.
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ class TFLiteModel:
             raise BadInput(f"{self.path}: not a valid TFLite model ({str(exc).splitlines()[0]})") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
-        self.batchable = True
+        # The older runtimes' XNNPACK crashes (SIGSEGV, SIGFPE) on float files whose batch was
+        # resized (seen with tflite_runtime 2.14), so only LiteRT takes a frame's tiles at once.
+        self.batchable = self.runtime == "litert"
 
     def _resize_batch(self, batch: int) -> None:
         try:

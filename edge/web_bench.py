@@ -86,7 +86,7 @@ def run_station(args, variant: str, work: Path, broker: LocalBroker) -> tuple[fl
         output.append(line)
         if line.startswith("operator page "):
             url = line.split()[-1]
-            client = threading.Thread(target=lambda: result.update(requests=watch(url, stop)), daemon=True)
+            client = threading.Thread(target=lambda u=url: result.update(requests=watch(u, stop)), daemon=True)
             client.start()
     proc.wait()
     cpu = _cpu_s() - cpu

@@ -1,12 +1,15 @@
 """station bench on the tests' own int8 and float32 files and synthetic folder dataset."""
 
 import json
+import multiprocessing
+import os
 import shutil
 
 import cv2
 import numpy as np
 import pytest
 
+from edge.bench import _outcome
 from edge.card import ModelCard
 from edge.cli import main
 from edge.dataset import list_samples, read_image
@@ -131,3 +134,14 @@ def test_bad_input_exits_2(case, message, int8_model, synth_rgb, tmp_path, capsy
                  "--report", str(tmp_path / "b.md")])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_runtime_that_crashes_becomes_a_note_not_a_hang():
+    """tflite_runtime 2.14 segfaults on a float16 model's batched tiles; the bench must go on."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=os.abort)
+    process.start()
+    kind, message = _outcome(process, queue)
+    process.join()
+    assert (kind, message) == ("error", "the measuring process died (signal SIGABRT)")

@@ -4,7 +4,7 @@ import numpy as np
 
 from edge.decision import Rules, judge
 from edge.pipeline import Pipeline
-from edge.sources import CameraSettings, Frame, Gap, LiveSource, Source
+from edge.sources import CameraSettings, Gap, LiveSource, Source
 
 
 class ListSource(Source):

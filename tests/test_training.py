@@ -5,7 +5,6 @@ import sys
 
 import keras
 import numpy as np
-import pytest
 
 from edge.card import ModelCard
 from edge.cli import main
