@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import multiprocessing
+import os
 import queue as queues
 import signal
 import time
@@ -55,13 +56,8 @@ def _load(job: Job):
     """(predict, one model-sized input, card) for the job's model on its runtime."""
     card = ModelCard.load(job.model)
     if job.runtime == "keras":
-        import keras
-
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(job.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
+        # read by TensorFlow when the backend starts (this is a fresh process); other backends ignore them
+        os.environ.update(TF_NUM_INTRAOP_THREADS=str(job.threads), TF_NUM_INTEROP_THREADS="1")
         from edge.predictors import load_predictor
 
         predict, card = load_predictor(job.model)
@@ -138,13 +134,10 @@ def _outcome(process, queue) -> tuple[str, object]:
         try:
             return queue.get(timeout=1)
         except queues.Empty:
-            if not process.is_alive():
-                try:
-                    return queue.get(timeout=1)
-                except queues.Empty:
-                    code = process.exitcode or 0
-                    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-                    return "error", f"the measuring process died ({how})"
+            if not process.is_alive() and queue.empty():  # a child that ends normally has flushed its message
+                code = process.exitcode or 0
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                return "error", f"the measuring process died ({how})"
 
 
 def run_job(job: Job) -> dict:
