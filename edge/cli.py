@@ -42,6 +42,8 @@ def _add_train(sub) -> None:
     p.add_argument("--epoch-size", type=int, default=512, help="training crops per epoch")
     p.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val Dice")
     p.add_argument("--time", type=float, default=0, help="stop after the epoch that passes this many minutes (0: no limit)")
+    p.add_argument("--val-images", type=int, default=0,
+                   help="score each epoch on this many val images drawn with the seed (0: all); the threshold and the card's metrics use all")
     p.add_argument("--resize", action="store_true", help="train on whole images resized to the input size, not crops")
     p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels when whole images are tiled")
     p.add_argument("--bce-weight", type=float, default=1.0, help="weight of the cross-entropy loss")

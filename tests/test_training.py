@@ -78,9 +78,10 @@ def test_gray_data_gives_a_one_channel_model_and_resize_mode_evaluates(tmp_path)
 
     data = write_dataset(tmp_path / "gray", images=20, size=(80, 120), channels=1, seed=2)
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--epochs", "1", "--epoch-size", "16",
-                 "--resize", *SMALL]) == 0
+                 "--resize", "--val-images", "2", *SMALL]) == 0
     card = ModelCard.load(tmp_path / "r" / "model.keras")
     assert (card.input.channels, card.input.color_order, card.preprocess.mode) == (1, "GRAY", "resize")
+    assert card.training["val_images_per_epoch"] == 2 and card.metrics["val"]["images"] == card.training["images"]["val"] > 2
     out = tmp_path / "e.json"
     assert main(["eval", "--model", str(tmp_path / "r" / "model.keras"), "--data", str(data), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["images"] == 3

@@ -3,7 +3,7 @@
     station train --data data/crackforest --out runs/crack --arch attention_unet --epochs 60
 
 RUN/model.keras is the best epoch by val Dice (measured on whole val images, tiled as the edge
-tiles them), RUN/last.keras the latest (for --resume), RUN/log.csv one row per epoch. At the end
+tiles them; `--val-images N` scores a fixed sample when all of val costs more than the epoch), RUN/last.keras the latest (for --resume), RUN/log.csv one row per epoch. At the end
 the threshold with the best val Dice is picked and the val and test metrics go into RUN/model.json.
 """
 
@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 class WholeImageValidation(keras.callbacks.Callback):
     """Adds val_dice and val_iou, measured on whole val images at threshold 0.5, to the epoch logs."""
 
-    def __init__(self, pairs, card: ModelCard):
+    def __init__(self, pairs, card: ModelCard, sample: int = 0, seed: int = 0):
         super().__init__()
+        if 0 < sample < len(pairs):  # a fixed sample: every epoch is scored on the same images
+            pairs = [pairs[i] for i in sorted(np.random.default_rng(seed).choice(len(pairs), sample, replace=False))]
         self.images, self.masks, self.card = [p[1] for p in pairs], [p[2] for p in pairs], card
 
     def on_epoch_end(self, epoch, logs=None):
@@ -128,8 +130,9 @@ def run(args) -> int:
             )
     batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
     best_so_far = max((float(row["val_dice"]) for row in history), default=None)
+    validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed)
     callbacks = [
-        WholeImageValidation(val_pairs, card),
+        validation,
         keras.callbacks.ModelCheckpoint(out / "model.keras", monitor="val_dice", mode="max", save_best_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.ModelCheckpoint(out / "last.keras"),
@@ -155,6 +158,7 @@ def run(args) -> int:
         "data": Path(args.data).name,
         "data_hash": fingerprint(by_split["train"] + by_split["val"]),
         "images": {s: len(v) for s, v in by_split.items()},
+        "val_images_per_epoch": len(validation.images),
         "skipped": len(skipped) + len(skipped_val),
         "epochs": len(epochs),
         "best_epoch": 1 + int(np.argmax([float(r["val_dice"]) for r in epochs])),
