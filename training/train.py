@@ -3,8 +3,9 @@
     station train --data data/crackforest --out runs/crack --arch attention_unet --epochs 60
 
 RUN/model.keras is the best epoch by val Dice (measured on whole val images, tiled as the edge
-tiles them; `--val-images N` scores a fixed sample when all of val costs more than the epoch), RUN/last.keras the latest (for --resume), RUN/log.csv one row per epoch. At the end
-the threshold with the best val Dice is picked and the val and test metrics go into RUN/model.json.
+tiles them; `--val-images N` scores a fixed sample when all of val costs more than the epoch),
+RUN/last.keras the latest (for --resume), RUN/log.csv one row per epoch. At the end the threshold
+with the best val Dice is picked and the val and test metrics go into RUN/model.json.
 """
 
 from __future__ import annotations
