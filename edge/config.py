@@ -69,6 +69,8 @@ class OutputConfig(Section):
     overlays_dir: str | None = Field("runs/station/rejects", description="reject frames with their mask overlay (null: none)")
     overlays_quota_mb: float = Field(200.0, gt=0, description="disk quota of the overlays; oldest deleted first")
     status_interval_s: float = Field(1.0, gt=0, description="seconds between live status updates")
+    buffered_records: int = Field(100_000, ge=1, description="records kept in memory while the disk refuses writes; the oldest are dropped (and counted) past this")
+    alarm_on_write_failure: bool = Field(False, description="send the gate's stop-line alarm while the results log cannot be written")
 
 
 PLACEHOLDERS = {"reject_template": {"seq": 0, "lane": 1, "pulse_ms": 50}, "heartbeat_template": {"count": 1},
@@ -96,7 +98,8 @@ class GateConfig(Section):
     recovery_ms: float = Field(100, ge=0, description="rejects closer than this on one lane are merged")
     verdict_deadline_ms: float = Field(1000, gt=0, description="a frame with no verdict by then is handled fail-safe")
     on_missing_verdict: Literal["reject", "stop_line"] = Field("reject", description="fail-safe action for a missing verdict")
-    heartbeat_ms: float = Field(500, ge=0, description="heartbeat period for the PLC's watchdog (0: none)")
+    heartbeat_ms: float = Field(500, ge=0, description="heartbeat period for the PLC's watchdog (0: none); sent only while frames are judged on time")
+    stall_ms: float | None = Field(None, gt=0, description="no frame judged on time for this long stops the heartbeat (default: the larger of 4 frame periods and verdict_deadline_ms)")
     max_consecutive_rejects: int = Field(0, ge=0, description="above this many rejects in a row, send the alarm (0: off)")
     late_tolerance_ms: float = Field(20, ge=0, description="a reject sent later than this after its time is logged late")
     give_up_ms: float = Field(1000, ge=0, description="a reject this far past its time is not sent, and logged missed")

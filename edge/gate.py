@@ -8,10 +8,14 @@
 `immediate` timing sends a reject as soon as the verdict exists (the PLC tracks the part);
 `delay` holds it until the part reaches the gate: capture time + distance / belt speed - actuator
 lead, the belt speed fixed or read from `SPD <mm/s>` lines the PLC sends. Fail-safe: a frame with
-no verdict by its deadline is rejected (or the line stopped); a heartbeat feeds the PLC's
-watchdog; too many rejects in a row send the stop-line alarm; a lost port is reopened with backoff
-and the rejects it held are sent late if still useful, else logged as missed. Every reject ends in
-the results log as sent, acknowledged, merged, late or missed.
+no verdict by its deadline is rejected (or the line stopped), and so is every frame still owed a
+verdict when the station stops (`abandon`); `verdict` returns what the gate did with the frame,
+which is what its record says. The heartbeat means "inspecting on time": it is sent only while a
+frame was judged on time within the stall time, so the PLC's own watchdog stops the line when the
+camera or inference stalls. Too many rejects in a row send the stop-line alarm; a lost port is
+reopened with backoff and the rejects it held are sent late if still useful, else logged as
+missed. Every reject ends in the results log as sent, acknowledged, merged, late or missed. The
+gate thread never touches the disk: `record` must only hand events on (edge.results.ResultsLog).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 import termios
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +50,17 @@ class RejectCommand:
     attempts: int = 0
     merged_into: int | None = None
     ack_due: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the gate did with a frame: `verdict` is accept, reject or stop_line (the alarm instead of a
+    reject); `late_verdict` is the model's verdict when it came after the frame was handled fail-safe."""
+
+    verdict: str
+    reason: str
+    on_time: bool = True
+    late_verdict: str | None = None
 
 
 class GateLost(Exception):
@@ -214,15 +230,20 @@ class Gate:
         self.speed = config.belt_speed_mm_s
         self.cond = threading.Condition()
         self.pending: list[RejectCommand] = []
-        self.last_fired: dict[int, float] = {}  # lane -> fire time of its last reject
-        self.owed: dict[int, float] = {}  # seq -> verdict deadline
-        self.failsafe: set[int] = set()  # seqs rejected because their verdict was late
+        self.last_fired: dict[int, tuple[float, int]] = {}  # lane -> (fire time, seq) of its last reject
+        self.owed: dict[int, tuple[float, float]] = {}  # seq -> (capture time, verdict deadline)
+        self.failsafe: dict[int, Outcome] = {}  # frames handled at their deadline, still waiting for a verdict
+        self.captures: deque[float] = deque(maxlen=32)  # recent capture times: the frame period
         self.ack_regex = re.compile(re.escape(config.ack_pattern or "").replace(re.escape("{seq}"), r"(\d+)"))
         self.consecutive = self.heartbeats = 0
         self.last_heartbeat: float | None = None  # monotonic time of the last one sent
+        self.last_on_time: float | None = None  # when a frame was last judged by the model within its deadline
+        self.inspecting = False  # the heartbeat's state: frames judged on time within the stall time
         self.alarmed = self.closing = False
+        self.unsent_alarm: str | None = None
         self.connected, self.retry_at, self.backoff = False, 0.0, config.reconnect_initial_s
         self.counts = {s: 0 for s in ("sent", "acknowledged", "merged", "late", "missed")}
+        self.failsafe_frames = 0  # frames rejected (or the line stopped) because they had no verdict in time
         self.next_heartbeat = time.monotonic()
         self._connect(first=True)
         self.thread = threading.Thread(target=self._loop, name="gate", daemon=True)
@@ -233,30 +254,62 @@ class Gate:
     def expect(self, seq: int, t_capture: float) -> None:
         """A frame was captured: its verdict is owed by the deadline."""
         with self.cond:
-            self.owed[seq] = t_capture + self.cfg.verdict_deadline_ms / 1000
+            self.owed[seq] = (t_capture, t_capture + self.cfg.verdict_deadline_ms / 1000)
+            self.captures.append(t_capture)
             self.cond.notify()
 
-    def verdict(self, seq: int, t_capture: float, reject: bool, lanes: list[int], reason: str) -> None:
-        """The verdict of frame `seq`; a reject is scheduled on each of its lanes."""
+    def verdict(self, seq: int, t_capture: float, reject: bool, lanes: list[int], reason: str,
+                judged: bool = True) -> Outcome:
+        """The verdict of frame `seq` (`judged`: by the model, not a fail-safe reject of the pipeline);
+        a reject is scheduled on each of its lanes. Returns what the gate did with the frame."""
         with self.cond:
-            if seq in self.failsafe:  # already rejected when its deadline passed
-                self.failsafe.discard(seq)
-                self.record({"event": "late_verdict", "seq": seq, "reject": reject})
-                return
+            if seq in self.failsafe:  # already handled when its deadline passed
+                done = self.failsafe.pop(seq)
+                return Outcome(done.verdict, done.reason, False, "reject" if reject else "accept")
             self.owed.pop(seq, None)
+            if judged:
+                self.last_on_time = time.monotonic()
             self._count_consecutive(reject, reason)
             if reject:
                 for lane in lanes or [ALL_LANES]:
                     self._schedule(RejectCommand(seq, lane, self._fire_time(t_capture), reason))
             self.cond.notify()
+            return Outcome("reject" if reject else "accept", reason)
+
+    def abandon(self, reason: str) -> dict[int, Outcome]:
+        """The station is stopping: every frame still owed a verdict is handled fail-safe now. Returns
+        what was done with each frame that never got a verdict (these have no record yet)."""
+        with self.cond:
+            for seq, (t_capture, _) in list(self.owed.items()):
+                self._handle_missing(seq, t_capture, time.monotonic(), reason)
+            self.owed.clear()
+            outcomes, self.failsafe = self.failsafe, {}
+            self.cond.notify()
+            return outcomes
+
+    def alarm(self, reason: str) -> None:
+        """Send the stop-line alarm (from any thread)."""
+        with self.cond:
+            self._alarm(reason)
+
+    def stall_s(self) -> float:
+        """No frame judged on time for this long stops the heartbeat: gate.stall_ms, or the larger of
+        four frame periods and the verdict deadline."""
+        if self.cfg.stall_ms is not None:
+            return self.cfg.stall_ms / 1000
+        times = list(self.captures)
+        period = float(sorted(b - a for a, b in zip(times, times[1:]))[len(times) // 2 - 1]) if len(times) > 2 else 0.0
+        return max(4 * period, self.cfg.verdict_deadline_ms / 1000)
 
     def state(self) -> dict:
         """The gate as the operator page shows it; read without the lock, so it never delays a reject."""
-        beat = self.last_heartbeat
+        beat, now = self.last_heartbeat, time.monotonic()
         return {"driver": self.cfg.driver, "port": self.cfg.port, "timing": self.cfg.timing, "connected": self.connected,
-                "last_heartbeat_s": None if beat is None else round(time.monotonic() - beat, 2),
+                "inspecting": self.inspecting,
+                "last_on_time_s": None if self.last_on_time is None else round(now - self.last_on_time, 2),
+                "last_heartbeat_s": None if beat is None else round(now - beat, 2),
                 "heartbeats": self.heartbeats, "pending": len(self.pending), "alarmed": self.alarmed,
-                "rejects": dict(self.counts)}
+                "failsafe_frames": self.failsafe_frames, "rejects": dict(self.counts)}
 
     # --- timing ------------------------------------------------------------------------------
 
@@ -272,8 +325,8 @@ class Gate:
             if other.lane in (command.lane, ALL_LANES) and abs(other.fire_at - command.fire_at) < recovery:
                 return self._finish(command, "merged", merged_into=other.seq)
         last = self.last_fired.get(command.lane)
-        if last is not None and abs(command.fire_at - last) < recovery:
-            return self._finish(command, "merged")
+        if last is not None and abs(command.fire_at - last[0]) < recovery:
+            return self._finish(command, "merged", merged_into=last[1])
         self.pending.append(command)
         self.pending.sort(key=lambda c: c.fire_at)
 
@@ -298,6 +351,7 @@ class Gate:
                     self.pending.clear()
                     return
                 self._check_deadlines(now)
+                self._watch_inspecting(now)
                 timeout = min(self._next_fire() - 0.001, self._next_housekeeping(now)) - now
                 if timeout > 0:
                     self.cond.wait(timeout)
@@ -316,24 +370,30 @@ class Gate:
         if self.cfg.heartbeat_ms:
             events.append(self.next_heartbeat)
         if self.owed:
-            events.append(next(iter(self.owed.values())))
+            events.append(next(iter(self.owed.values()))[1])
         events += [c.ack_due for c in self.pending if c.ack_due is not None]
         if not self.connected:
             events.append(self.retry_at)
         return min(events)
 
     def _check_deadlines(self, now: float) -> None:
-        for seq, deadline in list(self.owed.items()):
-            if now >= deadline:
-                del self.owed[seq]
-                self.failsafe.add(seq)
-                reason = f"no verdict within {self.cfg.verdict_deadline_ms} ms"
-                self.record({"event": "missing_verdict", "seq": seq, "action": self.cfg.on_missing_verdict})
-                if self.cfg.on_missing_verdict == "stop_line":
-                    self._alarm(f"frame {seq}: {reason}")
-                else:
-                    self._count_consecutive(True, reason)
-                    self._schedule(RejectCommand(seq, ALL_LANES, max(self._fire_time(deadline - self.cfg.verdict_deadline_ms / 1000), now), reason))
+        for seq, (t_capture, deadline) in list(self.owed.items()):
+            if now < deadline:
+                break  # owed in capture order
+            del self.owed[seq]
+            self._handle_missing(seq, t_capture, now, f"no verdict within {self.cfg.verdict_deadline_ms:g} ms")
+
+    def _handle_missing(self, seq: int, t_capture: float, now: float, why: str) -> None:
+        """A frame without a verdict: rejected on all lanes, or the line stopped, as configured."""
+        self.failsafe_frames += 1
+        action = self.cfg.on_missing_verdict
+        self.record({"event": "missing_verdict", "seq": seq, "action": action, "reason": why})
+        if action == "stop_line":
+            self._alarm(f"frame {seq}: {why}")
+        else:
+            self._count_consecutive(True, why)
+            self._schedule(RejectCommand(seq, ALL_LANES, max(self._fire_time(t_capture), now), f"fail-safe: {why}"))
+        self.failsafe[seq] = Outcome(action, f"fail-safe: {why}", False)
 
     def _service(self) -> None:
         now = time.monotonic()
@@ -348,16 +408,34 @@ class Gate:
                     self._fire(command, now)
                 self._check_acks(now)
                 if self.cfg.heartbeat_ms and now >= self.next_heartbeat:
-                    self.heartbeats += 1
-                    self.driver.heartbeat(self.heartbeats)
-                    self.last_heartbeat = now
-                    self.next_heartbeat = now + self.cfg.heartbeat_ms / 1000
+                    self._heartbeat(now)
             except GateLost as exc:
                 self._lost(exc)
             except Exception as exc:  # never let the gate thread die: a station runs for months
                 log.exception("gate: unexpected error")
                 self.record({"event": "gate_error", "error": repr(exc)})
                 self._lost(GateLost(repr(exc)))
+
+    def _watch_inspecting(self, now: float) -> None:
+        """Whether frames are judged on time; each stop and resumption is an event in the results log."""
+        stall = self.stall_s()
+        inspecting = self.last_on_time is not None and now - self.last_on_time <= stall
+        if inspecting != self.inspecting:
+            self.inspecting = inspecting
+            if inspecting:
+                log.info("gate: frames judged on time; heartbeat on")
+                self.record({"event": "inspecting", "heartbeat": bool(self.cfg.heartbeat_ms)})
+            else:
+                log.warning("gate: no frame judged on time for %.2f s; heartbeat stopped", stall)
+                self.record({"event": "not_inspecting", "reason": f"no frame judged on time for {stall:.2f} s"})
+
+    def _heartbeat(self, now: float) -> None:
+        """Sent only while inspecting on time."""
+        self.next_heartbeat = now + self.cfg.heartbeat_ms / 1000
+        if self.inspecting:
+            self.heartbeats += 1
+            self.driver.heartbeat(self.heartbeats)
+            self.last_heartbeat = now
 
     def _fire(self, command: RejectCommand, now: float, retry: bool = False) -> None:
         overdue_ms = (now - command.fire_at) * 1000
@@ -369,7 +447,7 @@ class Gate:
         if not retry:
             command.sent_at = time.monotonic()
             command.status = "late" if overdue_ms > self.cfg.late_tolerance_ms else "sent"
-            self.last_fired[command.lane] = command.fire_at
+            self.last_fired[command.lane] = (command.fire_at, command.seq)
         if self.cfg.ack_pattern:
             command.ack_due = time.monotonic() + self.cfg.ack_timeout_ms / 1000
         else:
@@ -416,6 +494,7 @@ class Gate:
             self.record({"event": "gate_reconnected", "port": getattr(self.driver, "port", None)})
             log.warning("gate: reconnected")
         self.connected, self.backoff = True, self.cfg.reconnect_initial_s
+        self._send_alarm()
 
     def _lost(self, exc: GateLost) -> None:
         log.warning("gate: connection lost (%s); reconnecting, %d rejects held", exc, len(self.pending))
@@ -426,9 +505,15 @@ class Gate:
     def _alarm(self, reason: str) -> None:
         log.error("gate: stop-line alarm: %s", reason)
         self.record({"event": "alarm", "reason": reason})
+        self.unsent_alarm = reason  # sent now, or as soon as the port is back
+        self._send_alarm()
+
+    def _send_alarm(self) -> None:
+        if self.unsent_alarm is None or not self.connected:
+            return
         try:
-            if self.connected:
-                self.driver.alarm(reason)
+            self.driver.alarm(self.unsent_alarm)
+            self.unsent_alarm = None
         except GateLost as exc:
             self._lost(exc)
 
@@ -443,7 +528,9 @@ class Gate:
         })
 
     def close(self, timeout: float = 10.0) -> dict[str, int]:
-        """Fire what is still due within `timeout` seconds, log the rest as missed; returns the counts."""
+        """Fire what is still due within `timeout` seconds, log the rest as missed; returns the counts.
+        Frames still owed a verdict are abandoned first (call `abandon` before to learn which)."""
+        self.abandon("station stopped before the verdict")
         with self.cond:
             self.closing, self.close_by = True, time.monotonic() + timeout
             self.cond.notify()

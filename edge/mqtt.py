@@ -18,6 +18,7 @@ sends what the last one left unacknowledged, oldest first. A crash can send a fe
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 WINDOW = 20  # messages published and not yet acknowledged (paho's own in-flight limit)
 COMPACT_BYTES = 1 << 20  # a fully acknowledged spool larger than this is emptied
-SAVE_EVERY_S = 0.5
+SAVE_EVERY_S = 0.5  # the acknowledged offset; a crash sends again at most what was acknowledged in this time
 SUMMARY_EVERY_S = 1.0
 
 
@@ -91,10 +92,26 @@ class Spool:
             log.warning("mqtt spool %s has room again; %d messages dropped so far", self.path, self.dropped)
             self.full = False
         line = json.dumps({"n": self.next_n, **doc}, separators=(",", ":")).encode() + b"\n"
-        self.file.write(line)
+        try:
+            self.file.write(line)
+            self.file.flush()  # on disk (the OS's) before it is published: a crash of the station loses none
+        except OSError as exc:
+            self._write_failed(exc)
+            return
         self.size += len(line)
         self.next_n += 1
         self.backlog += 1
+
+    def _write_failed(self, exc: OSError) -> None:
+        """A full disk drops the message (counted); the file is reopened without the bytes it refused."""
+        if not self.full:
+            log.warning("mqtt spool %s: cannot write (%s): dropping new messages", self.path, exc.strerror or exc)
+        self.dropped += 1
+        self.full = True
+        with contextlib.suppress(OSError):
+            self.file.close()  # the failed flush's bytes go with the buffer
+        self.file = self.path.open("a+b")
+        self.file.truncate(self.size)
 
     def next_line(self) -> tuple[bytes, int] | None:
         """The next message not yet published and the offset just past it."""

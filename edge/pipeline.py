@@ -1,17 +1,21 @@
 """Capture, inference and decision/output, each in its own thread, joined by bounded queues.
 
-    pipeline = Pipeline(source, infer=segment, decide=judge, record=write, on_capture=gate.expect, queue_size=2)
+    pipeline = Pipeline(source, infer=segment, decide=judge, record=write, on_capture=ledger.add, queue_size=2)
     pipeline.run(status=print)     # until the source ends, max_frames, or pipeline.stop()
 
 Files and folders hand every frame through in order. For live sources the queue to inference
 keeps the newest frames: when inference falls behind, the oldest waiting frame is dropped,
-counted, and still reaches `decide` with no probability map (prob None) so it is judged
-fail-safe (rejected), never silently passed. `stop()` (SIGTERM, SIGINT) stops capture; the frames
-already taken are finished and recorded before `run` returns.
+counted, and still reaches `decide` with no probability map (prob None) and the reason, so it is
+judged fail-safe (rejected), never silently passed. So is a frame whose image could not be read
+(`frame.error`) and one whose inference raised. `stop()` (SIGTERM, SIGINT, SIGHUP) stops
+capture; the frames already taken are finished and recorded before `run` returns. A stage that
+crashes (bad input such as an ignore mask of the wrong size) stops the run and `run` raises its
+error; the frames it left are the caller's to account for (edge.station does, fail-safe).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -22,7 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import BadInput
 from edge.sources import Frame, Gap, Source
+
+log = logging.getLogger(__name__)
 
 _END = object()
 WINDOW = 5000  # latencies kept for the percentiles: the last few minutes, in bounded memory for months-long runs
@@ -37,6 +44,7 @@ class Stats:
     judged: int = 0
     rejects: int = 0
     dropped: int = 0
+    infer_errors: int = 0  # frames whose inference raised (each rejected fail-safe)
     first_verdict: float | None = None
     last_verdict: float | None = None
     latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))  # capture -> verdict
@@ -61,9 +69,10 @@ class Stats:
 class Pipeline:
     """Three threads: capture -> infer -> decide + record."""
 
-    def __init__(self, source: Source, infer: Callable[[Frame], Any], decide: Callable[[Frame, Any, dict], Any],
+    def __init__(self, source: Source, infer: Callable[[Frame], Any],
+                 decide: Callable[[Frame, Any, dict[str, float], str], Any],
                  record: Callable[[Any], bool], on_gap: Callable[[Gap], None] = lambda gap: None,
-                 on_capture: Callable[[int, float], None] = lambda seq, t: None,
+                 on_capture: Callable[[Frame], None] = lambda frame: None,
                  queue_size: int = 2, max_frames: int | None = None):
         self.source, self.infer, self.decide, self.record = source, infer, decide, record
         self.on_gap, self.on_capture = on_gap, on_capture
@@ -119,7 +128,7 @@ class Pipeline:
             gaps_seen = len(self.source.gaps)
             if frame is None:
                 return
-            self.on_capture(frame.seq, frame.t_capture)
+            self.on_capture(frame)
             self.stats.captured += 1
             if not self.source.live:
                 self._put(self.to_infer, frame)
@@ -134,17 +143,29 @@ class Pipeline:
                         except queue.Empty:
                             continue
                         self.stats.dropped += 1
-                        self.to_output.put((oldest, None, {"reason": "not judged: dropped, inference fell behind"}))
+                        self.to_output.put((oldest, None, {}, "not judged: dropped, inference fell behind"))
             if self.max_frames and self.stats.captured >= self.max_frames:
                 return
 
     def _inference(self) -> None:
         while (frame := self._get(self.to_infer)) is not _END:
+            if frame.error is not None:
+                self.to_output.put((frame, None, {}, f"not judged: {frame.error}"))
+                continue
             start = time.monotonic()
-            result = self.infer(frame)
+            try:
+                result, reason = self.infer(frame), ""
+            except BadInput:
+                raise
+            except Exception as exc:  # one frame's failure is that frame's fail-safe reject, not the station's end
+                self.stats.infer_errors += 1
+                if self.stats.infer_errors == 1 or self.stats.infer_errors % 1000 == 0:
+                    log.exception("inference failed on frame %d (%d frames so far)", frame.seq, self.stats.infer_errors)
+                result, reason = None, f"not judged: inference failed ({exc!r})"
             end = time.monotonic()
             self.stats.infer_ms.append((end - start) * 1000)
-            self.to_output.put((frame, result, {"queue_ms": (start - frame.t_capture) * 1000, "infer_ms": (end - start) * 1000}))
+            self.to_output.put((frame, result, {"queue_ms": (start - frame.t_capture) * 1000,
+                                                "infer_ms": (end - start) * 1000}, reason))
 
     def _output(self) -> None:
         ends = 0
@@ -153,10 +174,9 @@ class Pipeline:
             if item is _END:
                 ends += 1
                 continue
-            frame, result, timing = item
-            verdict = self.decide(frame, result, timing)
+            verdict = self.decide(*item)
             now = time.monotonic()
-            self.stats.latency_ms.append((now - frame.t_capture) * 1000)
+            self.stats.latency_ms.append((now - item[0].t_capture) * 1000)
             self.stats.first_verdict = self.stats.first_verdict or now
             self.stats.last_verdict = now
             self.stats.judged += 1

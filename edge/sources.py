@@ -40,8 +40,10 @@ class Frame:
 
     seq: int
     t_capture: float  # time.monotonic() seconds
-    image: np.ndarray  # HxWx3 RGB uint8
-    source: str
+    image: np.ndarray | None  # HxWx3 RGB uint8; None when it could not be read (then `error` says why)
+    source: str  # where it came from: the image file, the camera or stream
+    error: str | None = None
+    frame_id: int | None = None  # the source's own number for it (index in a video, the camera's counter)
 
 
 @dataclass

@@ -9,6 +9,7 @@ The threads and queues that make it real time live in edge.pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import math
@@ -24,7 +25,7 @@ from edge.config import StationConfig, load_station_config, parse_overrides
 from edge.decision import Rules, Verdict, judge
 from edge.device import memory_mb
 from edge.errors import BadInput
-from edge.gate import Gate, open_driver
+from edge.gate import Gate, Outcome, open_driver
 from edge.models import resolve
 from edge.pipeline import Pipeline, Stats
 from edge.predictors import check_card
@@ -38,7 +39,11 @@ log = logging.getLogger(__name__)
 
 
 class Inspector:
-    """The per-frame work of the station, built from its configuration and the model card."""
+    """The per-frame work of the station, built from its configuration and the model card.
+
+    Every frame the source hands out is entered in `in_flight` at capture and leaves it with its
+    one record: its verdict, or at `close` a fail-safe one. The record says what the gate did.
+    """
 
     def __init__(self, config: StationConfig):
         self.config = config
@@ -51,18 +56,25 @@ class Inspector:
             card.preprocess.mode = pre.mode
         card.preprocess.overlap = card.preprocess.overlap if pre.overlap is None else pre.overlap
         card.preprocess.stitch = pre.stitch or card.preprocess.stitch
+        tile = min(card.input.height, card.input.width)
+        if card.preprocess.mode == "tile" and card.preprocess.overlap >= tile:
+            raise BadInput(f"preprocess.overlap {card.preprocess.overlap} must be smaller than the model's "
+                           f"{card.input.width}x{card.input.height} tile")
         self.card = card
         d = config.decision
         self.rules = Rules(card.threshold if d.threshold is None else d.threshold, d.min_area_px, d.min_area_mm2,
                            d.mm_per_px, d.cleanup_px)
         self.ignore = self._ignore_mask(pre.ignore_mask)
         out = config.output
-        self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups)
+        self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups, out.buffered_records)
         self.overlays = OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20)) if out.overlays_dir else None
         self.tiles_per_frame = 0  # model inputs per frame, as last seen
         self.gate = Gate(config.gate, open_driver(config.gate), self.results.write)
+        self.in_flight: dict[int, Frame] = {}  # captured, not yet recorded: seq -> the frame without its image
         self.publisher = None  # edge.mqtt.Publisher when mqtt.host is set
         self.observers: list = []  # each gets verdict(frame, prob, verdict, record) for every recorded frame
+        self.sink_errors: dict[str, int] = {}
+        self.disk_alarmed = False
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         self.tiles_per_frame = len(batch)
@@ -77,21 +89,34 @@ class Inspector:
             raise BadInput(f"preprocess.ignore_mask: {path} is not a readable image")
         return mask > 0
 
+    def captured(self, frame: Frame) -> None:
+        """The pipeline's capture callback: the frame is owed a record, and the gate a verdict."""
+        self.in_flight[frame.seq] = dataclasses.replace(frame, image=None)
+        self.gate.expect(frame.seq, frame.t_capture)
+
     def segment(self, frame: Frame) -> np.ndarray:
         """The frame's defect probability map (full frame size; zero outside the ROI)."""
         roi = self.config.preprocess.roi
         if roi is None:
             return probability_map(frame.image, self._predict, self.card)
         x, y, w, h = roi
-        prob = np.zeros(frame.image.shape[:2], np.float32)
+        height, width = frame.image.shape[:2]
+        if x + w > width or y + h > height:
+            raise BadInput(f"preprocess.roi {list(roi)} does not fit in the {width}x{height} frame")
+        prob = np.zeros((height, width), np.float32)
         prob[y : y + h, x : x + w] = probability_map(frame.image[y : y + h, x : x + w], self._predict, self.card)
         return prob
 
-    def decide(self, frame: Frame, prob: np.ndarray | None, timing: dict) -> tuple[Frame, np.ndarray | None, Verdict]:
+    def decide(self, frame: Frame, prob: np.ndarray | None, timing: dict[str, float],
+               reason: str) -> tuple[Frame, np.ndarray | None, Verdict]:
         ignore = self.ignore
         if ignore is not None and prob is not None and ignore.shape != prob.shape:
             raise BadInput(f"preprocess.ignore_mask: {ignore.shape[::-1]} is not the frame size {prob.shape[::-1]}")
-        verdict = judge(frame.seq, frame.t_capture, prob, self.rules, timing, ignore, timing.get("reason", ""))
+        try:
+            verdict = judge(frame.seq, frame.t_capture, prob, self.rules, timing, ignore, reason)
+        except Exception as exc:  # noqa: BLE001 (a frame that cannot be judged is rejected, the station goes on)
+            log.exception("decision failed on frame %d", frame.seq)
+            verdict = judge(frame.seq, frame.t_capture, None, self.rules, timing, reason=f"not judged: {exc!r}")
         return frame, prob, verdict
 
     def lanes(self, verdict: Verdict, width: int) -> list[int]:
@@ -100,34 +125,58 @@ class Inspector:
         return sorted({min(int(d.centroid[0] / width * n), n - 1) + 1 for d in verdict.defects if d.kept})
 
     def record(self, judged: tuple[Frame, np.ndarray | None, Verdict]) -> bool:
-        """Tell the gate, append the verdict to the results log, save the reject overlay; True for a reject."""
+        """Tell the gate; record what it did (results log, reject overlay, observers); True unless accepted."""
         frame, prob, verdict = judged
-        self.gate.verdict(verdict.seq, frame.t_capture, verdict.reject, self.lanes(verdict, frame.image.shape[1]),
-                          verdict.reason)
-        latency = (time.monotonic() - frame.t_capture) * 1000
+        width = frame.image.shape[1] if frame.image is not None else 1
+        outcome = self.gate.verdict(verdict.seq, frame.t_capture, verdict.reject, self.lanes(verdict, width),
+                                    verdict.reason, judged=prob is not None)
+        record = self._record(self.in_flight.pop(frame.seq, frame), outcome, verdict)
+        if outcome.verdict != "accept" and self.overlays is not None and prob is not None:
+            self.overlays.save(frame.image, prob >= self.rules.threshold, verdict.defects, f"{verdict.seq:08d}")
+        for observer in self.observers:
+            try:
+                observer.verdict(frame, prob, verdict, record)
+            except Exception:  # noqa: BLE001 (a failing sink is logged and counted; inspection goes on)
+                name = type(observer).__name__
+                self.sink_errors[name] = self.sink_errors.get(name, 0) + 1
+                if self.sink_errors[name] == 1 or self.sink_errors[name] % 1000 == 0:
+                    log.exception("%s failed (%d times so far)", name, self.sink_errors[name])
+        return outcome.verdict != "accept"
+
+    def _record(self, frame: Frame, outcome: Outcome, verdict: Verdict | None = None) -> dict:
+        """The frame's one results-log record: what the gate did with it, and what the model found."""
         record = {
-            "seq": verdict.seq,
+            "seq": frame.seq,
             "time": datetime.datetime.now().astimezone().isoformat(timespec="milliseconds"),
             "t_capture": round(frame.t_capture, 6),
             "source": frame.source,
-            "verdict": "reject" if verdict.reject else "accept",
-            "reason": verdict.reason,
-            "defects": [d.to_json() for d in verdict.defects if d.kept],
-            "latency_ms": {"capture_to_verdict": round(latency, 2), **{k: round(v, 2) for k, v in verdict.timing.items()
-                                                                        if isinstance(v, float)}},
+            "frame_id": frame.frame_id,
+            "verdict": outcome.verdict,
+            "reason": outcome.reason,
+            "defects": [d.to_json() for d in verdict.defects if d.kept] if verdict else [],
+            "latency_ms": {"capture_to_verdict": round((time.monotonic() - frame.t_capture) * 1000, 2),
+                           **{k: round(v, 2) for k, v in (verdict.timing if verdict else {}).items()}},
             "model": self.model.path.name,
         }
+        if outcome.late_verdict is not None:
+            record["late_verdict"] = outcome.late_verdict
         self.results.write(record)
-        if verdict.reject and self.overlays is not None and prob is not None:
-            self.overlays.save(frame.image, prob >= self.rules.threshold, verdict.defects, f"{verdict.seq:08d}")
-        for observer in self.observers:
-            observer.verdict(frame, prob, verdict, record)
-        return verdict.reject
+        return record
 
     def record_gap(self, gap: Gap) -> None:
         """A source outage goes into the results log as it is reported."""
         self.results.write({"event": "source_gap", "t_start": round(gap.t_start, 6), "t_end": round(gap.t_end, 6),
                             "seconds": round(gap.t_end - gap.t_start, 3), "reason": gap.reason})
+
+    def check_disk(self) -> None:
+        """Called with every status update: a results log that cannot be written sends the stop-line
+        alarm once per episode when output.alarm_on_write_failure is set."""
+        state = self.results.state()
+        if state["ok"]:
+            self.disk_alarmed = False
+        elif self.config.output.alarm_on_write_failure and not self.disk_alarmed:
+            self.disk_alarmed = True
+            self.gate.alarm(f"results log not written: {state['error']}")
 
     def open_observers(self, status) -> None:
         """Start the MQTT publisher and the operator page when the config asks for them; `status()`
@@ -146,10 +195,19 @@ class Inspector:
             self.observers.append(page)
             print(f"operator page {page.url}", flush=True)
 
-    def close(self) -> dict[str, int]:
-        """Stop the observers, let the gate fire what is due, then close the log; returns the gate's reject counts."""
+    def close(self, why: str) -> dict[str, int]:
+        """Stop the observers; every frame still without a record is handled fail-safe by the gate (`why`
+        it was never judged) and recorded; let the gate fire what is due; close the log. Returns the
+        gate's reject counts."""
         for observer in self.observers:
-            observer.close()
+            try:
+                observer.close()
+            except Exception:  # noqa: BLE001
+                log.exception("%s failed to close", type(observer).__name__)
+        abandoned = self.gate.abandon(why)
+        for seq, frame in sorted(self.in_flight.items()):
+            self._record(frame, abandoned.get(seq) or Outcome(self.config.gate.on_missing_verdict, f"fail-safe: {why}", False))
+        self.in_flight.clear()
         counts = self.gate.close()
         self.results.close()
         return counts
@@ -169,7 +227,8 @@ def snapshot(stats: Stats, inspector: Inspector, source) -> dict:
         "model": inspector.model.path.name,
         "uptime_s": round(now - stats.started, 1),
         "counters": {"frames": stats.judged, "captured": stats.captured, "rejects": stats.rejects,
-                     "drops": stats.dropped, "fps": round(stats.fps(), 2),
+                     "drops": stats.dropped, "failsafe": inspector.gate.failsafe_frames,
+                     "unreadable": getattr(source, "unreadable", 0), "fps": round(stats.fps(), 2),
                      "latency_p50_ms": _ms(stats.percentile(stats.latency_ms, 50)),
                      "latency_p99_ms": _ms(stats.percentile(stats.latency_ms, 99)),
                      "inference_p50_ms": _ms(stats.percentile(stats.infer_ms, 50))},
@@ -179,18 +238,23 @@ def snapshot(stats: Stats, inspector: Inspector, source) -> dict:
                    "last_gap": last and {"seconds": round(last.t_end - last.t_start, 2), "ago_s": round(now - last.t_end, 1),
                                          "reason": last.reason},
                    "superseded": getattr(source, "superseded", 0),
+                   "stalled": getattr(source, "stalled", False),
                    "last_frame_age_s": None if stats.last_verdict is None else round(now - stats.last_verdict, 2)},
+        "disk": {"results_log": inspector.results.state(),
+                 "overlays": inspector.overlays.state() if inspector.overlays else None},
+        "sink_errors": dict(inspector.sink_errors),
     }
     if inspector.publisher is not None:
         state["mqtt"] = inspector.publisher.state()
     return state
 
 
-def _status_printer(interval: float):
+def _status_printer(interval: float, inspector: Inspector):
     tty = sys.stderr.isatty()
     last = [0.0]
 
     def show(stats: Stats) -> None:
+        inspector.check_disk()
         if tty:
             print("\r" + stats.line(), end="", file=sys.stderr, flush=True)
         elif time.monotonic() - last[0] >= max(interval, 10):
@@ -205,7 +269,8 @@ def summary(stats: Stats, inspector: Inspector, source, started: float) -> str:
     first = f"{stats.first_verdict - started:.2f} s" if stats.first_verdict else "none"
     gaps = getattr(source, "gaps", [])
     lines = [
-        f"frames {stats.judged} (captured {stats.captured}), rejects {stats.rejects}, dropped {stats.dropped}"
+        f"frames {stats.judged} (captured {stats.captured}), rejects {stats.rejects}, dropped {stats.dropped}, "
+        f"not judged in time {inspector.gate.failsafe_frames}"
         + (f", superseded at the camera {source.superseded}" if getattr(source, "superseded", 0) else ""),
         f"throughput {stats.fps():.1f} fps over {elapsed:.1f} s; start-up to first verdict {first}",
         f"capture-to-verdict latency p50 {stats.percentile(stats.latency_ms, 50):.1f} ms, "
@@ -218,11 +283,46 @@ def summary(stats: Stats, inspector: Inspector, source, started: float) -> str:
     return "\n".join(lines)
 
 
+class StopSignals:
+    """SIGTERM, SIGINT and SIGHUP stop the station cleanly from the moment `station run` starts: a
+    signal before the pipeline exists stops it as soon as it is attached. The old handlers come back
+    on exit."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self):
+        self.pipeline: Pipeline | None = None
+        self.received: int | None = None
+
+    def __enter__(self) -> StopSignals:
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        self.received = signum
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+    def attach(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        if self.received is not None:
+            pipeline.stop()
+
+
 def run(args) -> int:
     """The `station run` verb."""
-    started = time.monotonic()
     if not args.config:
         raise BadInput("station run needs --config FILE (see config.yaml)")
+    with StopSignals() as signals:
+        return _run(args, signals)
+
+
+def _run(args, signals: StopSignals) -> int:
+    started = time.monotonic()
     overrides = parse_overrides(args.set)
     for section, key, value in (("source", "uri", args.source), ("model", "path", args.model),
                                 ("pipeline", "max_frames", args.max_frames)):
@@ -231,26 +331,33 @@ def run(args) -> int:
     config = load_station_config(args.config, overrides)
     inspector = Inspector(config)
     print(f"model {inspector.model.describe()}; {inspector.card.preprocess.mode} "
-          f"{inspector.card.input.height}x{inspector.card.input.width}, threshold {inspector.rules.threshold:.2f}")
-    source, notifier = None, Notifier.from_environment()
+          f"{inspector.card.input.height}x{inspector.card.input.width}, threshold {inspector.rules.threshold:.2f}",
+          flush=True)
+    source, pipeline, failure, notifier = None, None, None, Notifier.from_environment()
     try:
         source = open_source(config.source.uri, CameraSettings(**config.source.model_dump(exclude={"uri"})))
         print(f"source {config.source.uri} ({type(source).__name__})")
         pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
-                            inspector.gate.expect, config.pipeline.queue_size, config.pipeline.max_frames)
+                            inspector.captured, config.pipeline.queue_size, config.pipeline.max_frames)
+        signals.attach(pipeline)
         inspector.open_observers(lambda: snapshot(pipeline.stats, inspector, source))
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: pipeline.stop())
         notifier.send("READY=1")
         interval = config.output.status_interval_s
-        stats = pipeline.run(supervise(notifier, source, _status_printer(interval), interval), interval)
+        pipeline.run(supervise(notifier, source, _status_printer(interval, inspector), interval), interval)
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         notifier.send("STOPPING=1")
         if source is not None:
             source.close()
-        gate_counts = inspector.close()
-    print(("\n" if sys.stderr.isatty() else "") + summary(stats, inspector, source, started))
-    print(f"gate ({config.gate.driver}, {config.gate.timing}): " + ", ".join(f"{k} {v}" for k, v in gate_counts.items()))
+        gate_counts = inspector.close("station stopped before its verdict" if failure is None
+                                      else f"station stopped ({type(failure).__name__}: {failure})")
+        if pipeline is not None:
+            print(("\n" if sys.stderr.isatty() else "") + summary(pipeline.stats, inspector, source, started))
+            print(f"gate ({config.gate.driver}, {config.gate.timing}): "
+                  + ", ".join(f"{k} {v}" for k, v in gate_counts.items()))
+    stats = pipeline.stats
     if args.bench_invoke:
         invoke = inspector.model.invoke_ms(args.bench_invoke)  # the input is still shaped for one frame's tiles
         tiles = max(inspector.tiles_per_frame, 1)

@@ -59,7 +59,7 @@ class LiveView:
 
     def __init__(self, threshold: float, live_fps: float, live_width: int, rejects_shown: int):
         self.threshold, self.period, self.width = threshold, 1.0 / live_fps, live_width
-        self.latest: tuple[Frame, np.ndarray | None, Verdict] | None = None
+        self.latest: tuple[Frame, np.ndarray | None, list, str] | None = None  # newest frame with an image, defects, verdict
         self.shown = rejects_shown
         self.unrendered: deque = deque(maxlen=rejects_shown)  # (frame, prob, verdict, record) of new rejects
         self.rejects: deque[dict] = deque(maxlen=2 * rejects_shown)  # rendered, oldest first; kept longer than
@@ -69,15 +69,19 @@ class LiveView:
         self.jpeg_seq, self.jpeg_at, self.jpeg_verdict = -1, 0.0, ""
 
     def add(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict, record: dict) -> None:
-        """Keep references only: the output thread must not wait for any rendering."""
-        self.latest = (frame, prob, verdict)
-        if verdict.reject:
+        """Keep references only: the output thread must not wait for any rendering. A frame without
+        an image (unreadable) is listed as a reject but has no picture."""
+        if frame.image is not None:
+            self.latest = (frame, prob, verdict.defects, record["verdict"])
+        if record["verdict"] != "accept":
             self.unrendered.append((frame, prob, verdict, record))
 
-    def _render(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict, width: int) -> bytes:
+    def _render(self, frame: Frame, prob: np.ndarray | None, defects: list, width: int) -> bytes | None:
+        if frame.image is None:
+            return None
         mask = prob >= self.threshold if prob is not None else np.zeros(frame.image.shape[:2], bool)
         scale = width / frame.image.shape[1]
-        return _jpeg(overlay(frame.image, mask, verdict.defects, scale if scale < 0.75 else 1.0))  # else not worth a resample
+        return _jpeg(overlay(frame.image, mask, defects, scale if scale < 0.75 else 1.0))  # else not worth a resample
 
     def live_jpeg(self) -> tuple[dict[str, str], bytes] | None:
         """(headers X-Seq and X-Verdict, JPEG) of the newest frame; re-encoded at most once per 1/live_fps s."""
@@ -86,17 +90,19 @@ class LiveView:
             if latest is None:
                 return None
             now = time.monotonic()
-            if latest[0].seq != self.jpeg_seq and now - self.jpeg_at >= self.period:
-                self.jpeg, self.jpeg_seq, self.jpeg_at = self._render(*latest, self.width), latest[0].seq, now
-                self.jpeg_verdict = "reject" if latest[2].reject else "accept"
+            frame, prob, defects, verdict = latest
+            if frame.seq != self.jpeg_seq and now - self.jpeg_at >= self.period:
+                self.jpeg, self.jpeg_seq, self.jpeg_at = self._render(frame, prob, defects, self.width), frame.seq, now
+                self.jpeg_verdict = verdict
             return {"X-Seq": str(self.jpeg_seq), "X-Verdict": self.jpeg_verdict}, self.jpeg
 
     def render_rejects(self) -> None:
         """Turn the rejects recorded since the last call into thumbnails (the server thread calls it)."""
         while self.unrendered:
             frame, prob, verdict, record = self.unrendered.popleft()
-            self.rejects.append({"seq": verdict.seq, "time": record["time"], "reason": verdict.reason,
-                                 "defects": record["defects"], "jpeg": self._render(frame, prob, verdict, THUMB_WIDTH)})
+            self.rejects.append({"seq": verdict.seq, "time": record["time"], "reason": record["reason"],
+                                 "defects": record["defects"],
+                                 "jpeg": self._render(frame, prob, verdict.defects, THUMB_WIDTH)})
 
     def last_rejects(self) -> list[dict]:
         """The newest `rejects_shown` rejects, newest first, without their JPEGs."""
@@ -136,16 +142,24 @@ class StationCollector:
 
 
 def health(status: dict, max_age_s: float) -> list[str]:
-    """Why the station is not healthy (empty: healthy): frames must flow and the gate be connected."""
+    """Why the station is not healthy (empty: healthy): frames judged on time (the heartbeat runs),
+    the camera delivering, the gate connected, the results log written."""
     reasons = []
-    age = status["camera"]["last_frame_age_s"]
+    age, camera, gate = status["camera"]["last_frame_age_s"], status["camera"], status["gate"]
     if age is None:
         reasons.append("no frame judged yet")
     elif age > max_age_s:
         reasons.append(f"last frame judged {age:.1f} s ago (limit {max_age_s:g} s)")
-    gate = status["gate"]
+    if camera["stalled"]:
+        reasons.append(f"camera {camera['source']} stalled: no frame for {camera['last_frame_age_s']} s")
+    if age is not None and not gate["inspecting"]:
+        reasons.append(f"not inspecting on time (last frame judged on time {gate['last_on_time_s']} s ago): "
+                       "heartbeat to the PLC stopped")
     if not gate["connected"]:
         reasons.append(f"gate not connected ({gate['port'] or gate['driver']})")
+    results = status["disk"]["results_log"]
+    if not results["ok"]:
+        reasons.append(f"results log not written ({results['error']}): {results['buffered']} records wait in memory")
     return reasons
 
 
@@ -268,7 +282,7 @@ class OperatorPage:
         """What /api/state returns: the station's status, the live frame's seq and the last rejects."""
         status, live = self.status(), self.view.latest
         return {**status, "live_seq": None if live is None else live[0].seq,
-                "live_verdict": None if live is None else ("reject" if live[2].reject else "accept"),
+                "live_verdict": None if live is None else live[3],
                 "live_fps": self.config.live_fps, "health": health(status, self.config.healthy_frame_age_s),
                 "rejects": self.view.last_rejects()}
 

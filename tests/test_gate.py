@@ -5,7 +5,7 @@ import pytest
 
 from edge.config import GateConfig
 from edge.errors import BadInput
-from edge.gate import Gate, SerialDriver
+from edge.gate import Gate, Outcome, SerialDriver
 from edge.plc_sim import PLCStandIn
 
 
@@ -50,7 +50,8 @@ def test_delay_timing_fires_when_the_part_reaches_the_gate(plc):
     gate.close()
     arrival = received[0][0]
     assert abs(arrival - (t_capture + 0.15)) < 0.01
-    assert events[0]["status"] == "sent" and abs(events[0]["error_ms"]) < 5
+    rejects = [e for e in events if e["event"] == "reject"]
+    assert rejects[0]["status"] == "sent" and abs(rejects[0]["error_ms"]) < 5
 
 
 def test_speed_lines_from_the_plc_change_the_delay_and_malformed_ones_are_ignored(plc, caplog):
@@ -76,15 +77,15 @@ def test_a_missing_verdict_is_rejected_at_its_deadline(plc):
     t = time.monotonic()
     gate.expect(1, t)
     gate.expect(2, t)
-    gate.verdict(2, t, False, [], "clean")  # frame 1 never gets one
+    assert gate.verdict(2, t, False, [], "clean") == Outcome("accept", "clean")  # frame 1 never gets one
     received = _collect(plc, lambda: plc.received)
-    gate.verdict(1, t, False, [], "clean")  # too late: already rejected
+    late = gate.verdict(1, t, False, [], "clean")  # too late: already rejected
     gate.close()
     assert [line for _, line in received] == ["REJ 1 0 50"]  # lane 0: all lanes
     assert received[0][0] - t >= 0.05
-    kinds = [(e["event"], e.get("seq")) for e in events]
-    assert ("missing_verdict", 1) in kinds and ("late_verdict", 1) in kinds
-    assert [e["reason"] for e in events if e["event"] == "reject"] == ["no verdict within 50.0 ms"]
+    assert late == Outcome("reject", "fail-safe: no verdict within 50 ms", on_time=False, late_verdict="accept")
+    assert ("missing_verdict", 1) in [(e["event"], e.get("seq")) for e in events]
+    assert [e["reason"] for e in events if e["event"] == "reject"] == ["fail-safe: no verdict within 50 ms"]
 
 
 def test_too_many_consecutive_rejects_send_the_stop_line_alarm(plc):

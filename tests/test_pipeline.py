@@ -1,8 +1,10 @@
 import time
 
 import numpy as np
+import pytest
 
 from edge.decision import Rules, judge
+from edge.errors import BadInput
 from edge.pipeline import Pipeline
 from edge.sources import CameraSettings, Gap, LiveSource, Source
 
@@ -39,8 +41,8 @@ class FastCamera:
         pass
 
 
-def _decide(frame, prob, timing):
-    return judge(frame.seq, frame.t_capture, prob, Rules(0.5, 1), timing, reason=timing.get("reason", ""))
+def _decide(frame, prob, timing, reason):
+    return judge(frame.seq, frame.t_capture, prob, Rules(0.5, 1), timing, reason=reason)
 
 
 def test_every_frame_of_a_file_is_judged_in_order():
@@ -87,9 +89,31 @@ def test_gaps_are_reported_as_they_happen_and_a_crashed_stage_stops_the_run():
     def broken(frame):
         raise RuntimeError("invoke failed")
 
-    try:
-        Pipeline(ListSource([np.zeros((4, 4, 3), np.uint8)] * 50), broken, _decide, lambda v: False).run()
-    except RuntimeError as exc:
-        assert "invoke failed" in str(exc)
-    else:
-        raise AssertionError("the stage's error was swallowed")
+    verdicts = []
+    stats = Pipeline(ListSource([np.zeros((4, 4, 3), np.uint8)] * 5), broken, _decide,
+                     lambda v: verdicts.append(v) or v.reject).run()
+    assert [(v.seq, v.reject, v.reason) for v in verdicts] == [
+        (i, True, "not judged: inference failed (RuntimeError('invoke failed'))") for i in range(5)]
+    assert stats.infer_errors == 5
+
+    def bad_input(frame):
+        raise BadInput("preprocess.roi [0, 0, 9, 9] does not fit in the 4x4 frame")
+
+    with pytest.raises(BadInput, match="does not fit"):
+        Pipeline(ListSource([np.zeros((4, 4, 3), np.uint8)] * 50), bad_input, _decide, lambda v: False).run()
+
+
+def test_a_frame_that_could_not_be_read_is_rejected_without_inference():
+    class Unreadable(ListSource):
+        def read(self):
+            frame = super().read()
+            if frame is not None and frame.seq == 1:
+                frame.image, frame.error = None, "truncated JPEG"
+            return frame
+
+    seen, verdicts = [], []
+    Pipeline(Unreadable([np.zeros((4, 4, 3), np.uint8)] * 3), lambda f: seen.append(f.seq) or np.zeros((4, 4)),
+             _decide, lambda v: verdicts.append(v) or v.reject).run()
+    assert seen == [0, 2]
+    assert [(v.seq, v.reject, v.reason) for v in verdicts] == [
+        (0, False, "clean"), (1, True, "not judged: truncated JPEG"), (2, False, "clean")]

@@ -10,6 +10,7 @@ def test_results_log_rotates_by_size_and_keeps_every_record(tmp_path):
     log = ResultsLog(tmp_path / "r.jsonl", max_bytes=400, backups=10)
     for i in range(40):
         log.write({"seq": i, "pad": "x" * 20})
+        assert log.drain()
         on_disk = (tmp_path / "r.jsonl").read_text() or (tmp_path / "r.jsonl.1").read_text()
         assert on_disk.splitlines()[-1] == f'{{"seq":{i},"pad":"{"x" * 20}"}}'  # flushed per record
     log.close()
@@ -17,6 +18,7 @@ def test_results_log_rotates_by_size_and_keeps_every_record(tmp_path):
     seqs = [json.loads(line)["seq"] for f in files if f.exists() for line in f.read_text().splitlines()]
     assert seqs == list(range(40))
     assert (tmp_path / "r.jsonl.1").stat().st_size >= 400
+    assert log.state() == {"ok": True, "error": None, "buffered": 0, "written": 40, "lost": 0}
 
 
 def test_results_log_keeps_only_the_backups_asked_for(tmp_path):
