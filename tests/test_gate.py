@@ -234,3 +234,68 @@ def test_modbus_driver_writes_a_coil_or_register_per_lane_and_toggles_the_heartb
     assert reader.read_coils(101, count=1, device_id=1).bits[0] is True  # alarm
     assert gate.heartbeats >= 3 and not [e for e in events if e["event"] in ("gate_lost", "gate_error")]
     assert sorted(e["status"] for e in events if e["event"] == "reject") == ["sent", "sent"]
+
+
+def test_the_heartbeat_means_inspecting_on_time_it_stops_when_verdicts_stop_and_resumes(plc):
+    events = []
+    config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=20, stall_ms=150, verdict_deadline_ms=100)
+    gate = Gate(config, SerialDriver(config), events.append)
+    _collect(plc, lambda: False, 0.2)
+    assert not plc.received  # nothing judged yet: no heartbeat
+
+    def judge_for(seconds, start_seq):
+        end, seq = time.monotonic() + seconds, start_seq
+        while time.monotonic() < end:
+            gate.expect(seq, time.monotonic())
+            gate.verdict(seq, time.monotonic(), False, [], "clean")
+            seq += 1
+            plc.poll(0.03)
+        return seq
+
+    seq = judge_for(0.5, 0)
+    beats_while_judging = len(plc.received)
+    gate.expect(seq, time.monotonic())  # the camera stalls after this frame: no verdict comes
+    _collect(plc, lambda: False, 0.6)
+    stopped_at = [e for e in events if e["event"] == "not_inspecting"]
+    beats_after_stall = [t for t, line in plc.received if line.startswith("HB") and t > time.monotonic() - 0.35]
+    judge_for(0.3, seq + 1)
+    gate.close()
+    assert beats_while_judging >= 10
+    assert stopped_at and not beats_after_stall  # the PLC's watchdog sees the stall
+    assert [e["event"] for e in events if "inspecting" in e["event"]] == ["inspecting", "not_inspecting", "inspecting"]
+    assert sum(line.startswith("HB") for _, line in plc.received[-8:]) >= 5  # back once frames are judged again
+    assert [e["seq"] for e in events if e["event"] == "missing_verdict"] == [seq]  # and the stalled frame was rejected
+
+
+def test_a_blocked_results_disk_never_delays_a_reject(tmp_path, plc):
+    """The gate hands its events to the results writer; a write that blocks (here a pipe nobody
+    reads, as a stalled SD card would) holds the writer, never the gate."""
+    import os
+
+    from edge.results import ResultsLog
+
+    fifo = tmp_path / "results.jsonl"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open, never read: the pipe fills and writes block
+    log = ResultsLog(fifo, max_bytes=1 << 30, backups=0)
+    config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=0, recovery_ms=0, timing="delay", distance_mm=50,
+                        belt_speed_mm_s=1000)
+    gate = Gate(config, SerialDriver(config), log.write)
+    for i in range(400):  # about 100 KB of events: more than the pipe holds
+        log.write({"event": "padding", "n": i, "pad": "x" * 240})
+    t = time.monotonic()
+    for seq in range(5):
+        gate.verdict(seq, t + seq * 0.02, True, [1], "defect")
+    received = _collect(plc, lambda: len(plc.received) >= 5)
+    assert not log.drain(0.1)  # the writer is still blocked
+    errors = [arrival - (t + seq * 0.02 + 0.05) for seq, (arrival, _) in enumerate(received)]
+    assert len(received) == 5 and max(abs(e) for e in errors) < 0.01
+    drained = b""
+    while not log.drain(0.05):
+        try:
+            drained += os.read(reader, 1 << 16)
+        except BlockingIOError:
+            pass
+    gate.close()
+    log.close()
+    os.close(reader)
