@@ -39,6 +39,7 @@ default-model: $(VENV)/.installed
 	$(TRAIN_DEFAULT) --epochs 12
 	$(TRAIN_DEFAULT) --epochs 20 --resume
 	$(BIN)/station quantize --model $(MODEL)/train/model.keras --calib $(MODEL)/data --out $(MODEL)/tflite
+	# the card holds the model file's SHA-256: the two are copied together, or the station refuses them
 	cp $(MODEL)/tflite/model_int8.tflite edge/models/surfaces_int8.tflite
 	cp $(MODEL)/tflite/model_int8.json edge/models/surfaces_int8.json
 

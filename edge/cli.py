@@ -161,7 +161,7 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-KINDS = {int: "an integer", float: "a number", None: "a string"}
+KINDS = {int: (int, "an integer"), float: ((int, float), "a number"), None: (str, "a string")}  # type -> YAML types
 
 
 def _check(action: argparse.Action, key: str, value):
@@ -170,13 +170,10 @@ def _check(action: argparse.Action, key: str, value):
         if not isinstance(value, bool):
             raise BadInput(f"{key}: expected true or false, got {value!r}")
         return value
-    kind = KINDS[action.type]
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    types, kind = KINDS[action.type]
+    if isinstance(value, bool) or not isinstance(value, types):  # strict: "10" is not 10, 2.5 not 2, true not 1
         raise BadInput(f"{key}: expected {kind}, got {value!r}")
-    try:
-        value = action.type(value) if action.type else str(value)
-    except ValueError:
-        raise BadInput(f"{key}: expected {kind}, got {value!r}") from None
+    value = action.type(value) if action.type else value
     if action.choices is not None and value not in action.choices:
         raise BadInput(f"{key}: expected one of {list(action.choices)}, got {value!r}")
     return value

@@ -4,23 +4,27 @@
     config.model.path, config.decision.min_area_px
 
 Unknown keys and wrong types are refused with the key's path, e.g.
-`config.yaml: decision.min_area_px: expected an integer, got 'ten'`. The file may also hold
-`train:` and `eval:` sections: defaults for those verbs, read by the command line.
+`config.yaml: decision.min_area_px: expected an integer, got 'ten'`. Types are strict: no true for
+1, no "10" for 10 (an integer is still a number); gate templates may use only their own
+placeholders. The file may also hold `train:` and `eval:` sections: defaults for those verbs, read
+by the command line (as strictly).
 """
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from edge.errors import BadInput
+from edge.schema import describe, one_of
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -45,8 +49,16 @@ class PreprocessConfig(Section):
     mode: Literal["card", "tile", "resize"] = Field("card", description="card: as the model card says")
     overlap: int | None = Field(None, ge=0, description="tile overlap in pixels (default: the card's)")
     stitch: Literal["mean", "max"] | None = Field(None, description="how overlapping tiles merge (default: the card's)")
-    roi: tuple[int, int, int, int] | None = Field(None, description="[x, y, width, height]: only this part of the frame is inspected")
+    roi: Annotated[tuple[int, int, int, int], Strict(False)] | None = Field(  # not strict: a YAML list is a tuple here
+        None, description="[x, y, width, height]: only this part of the frame is inspected")
     ignore_mask: str | None = Field(None, description="PNG of the frame's size; non-zero pixels are never defects")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, value):
+        if value is not None and (min(value[:2]) < 0 or min(value[2:]) < 1):
+            raise ValueError(f"x and y must be >= 0, width and height >= 1, got {list(value)}")
+        return value
 
 
 class DecisionConfig(Section):
@@ -73,6 +85,30 @@ class OutputConfig(Section):
     alarm_on_write_failure: bool = Field(False, description="send the gate's stop-line alarm while the results log cannot be written")
 
 
+def check_template(template: str, values: dict[str, Any]) -> None:
+    """ValueError unless `template` is ASCII and formats `values` with {name} or {name:spec} fields only."""
+    if not template.isascii():
+        raise ValueError(f"{template!r} is not ASCII (the lines go out as ASCII)")
+    allowed = ", ".join("{%s}" % name for name in values)
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:  # a lone { or }
+        raise ValueError(f"{template!r}: {exc} (write {{{{ and }}}} for a brace)") from None
+    for name, spec, conversion in fields:
+        field = "{%s%s%s}" % (name, "!" + conversion if conversion else "", ":" + spec if spec else "")
+        if "." in name or "[" in name:
+            raise ValueError(f"{field}: no attribute or index access (use {allowed})")
+        if name not in values:
+            raise ValueError(f"unknown placeholder {field} (use {allowed})")
+        if conversion or "{" in spec:
+            raise ValueError(f"{field}: no conversions (!r, !s, !a) or nested fields (use {allowed})")
+    try:
+        template.format(**values)
+    except ValueError as exc:  # a format spec that does not fit the value, e.g. {seq:s}
+        raise ValueError(f"{template!r}: {exc}") from None
+
+
 PLACEHOLDERS = {"reject_template": {"seq": 0, "lane": 1, "pulse_ms": 50}, "heartbeat_template": {"count": 1},
                 "alarm_template": {"reason": "r"}, "ack_pattern": {"seq": 0}}
 
@@ -82,7 +118,7 @@ class GateConfig(Section):
     port: str | None = Field(None, description="serial port (/dev/ttyUSB0, a udev name, a pty) or a pyserial URL")
     baudrate: int = Field(115200, gt=0, description="serial speed")
     parity: Literal["N", "E", "O"] = Field("N", description="serial parity")
-    stopbits: Literal[1, 1.5, 2] = Field(1, description="serial stop bits")
+    stopbits: one_of(1, 1.5, 2) = Field(1, description="serial stop bits")
     reject_template: str = Field("REJ {seq} {lane} {pulse_ms}\r\n", description="line sent per reject")
     heartbeat_template: str = Field("HB {count}\r\n", description="line sent every heartbeat_ms")
     alarm_template: str = Field("STOP {reason}\r\n", description="stop-line alarm line")
@@ -115,11 +151,16 @@ class GateConfig(Section):
     @classmethod
     def _placeholders(cls, value, info):
         if value is not None:
-            try:
-                value.format(**PLACEHOLDERS[info.field_name])
-            except (KeyError, IndexError, ValueError) as exc:
-                allowed = ", ".join("{%s}" % k for k in PLACEHOLDERS[info.field_name])
-                raise ValueError(f"unknown placeholder {exc} (use {allowed})") from None
+            check_template(value, PLACEHOLDERS[info.field_name])
+        return value
+
+    @field_validator("ack_pattern")
+    @classmethod
+    def _ack(cls, value):
+        if value is not None and (value != value.strip() or "{seq}" not in value or value.count("{") != 1
+                                  or value.count("}") != 1):
+            raise ValueError(f"{value!r}: the PLC's stripped line is matched with {{seq}} as its digits: use {{seq}} "
+                             "once, no format spec or other braces, no spaces at the ends")
         return value
 
     @model_validator(mode="after")
@@ -159,7 +200,7 @@ class MqttConfig(Section):
     username: str | None = Field(None, description="broker user name (null: anonymous)")
     password: str | None = Field(None, description="broker password")
     mode: Literal["verdict", "summary"] = Field("verdict", description="verdict: one message per frame; summary: one per second")
-    qos: Literal[0, 1, 2] = Field(1, description="MQTT QoS of verdicts and summaries (0 loses what the broker drops)")
+    qos: one_of(0, 1, 2) = Field(1, description="MQTT QoS of verdicts and summaries (0 loses what the broker drops)")
     spool_dir: str = Field("runs/station/mqtt", description="messages wait on disk here until the broker has them")
     spool_max_mb: float = Field(100.0, gt=0, description="above this, new messages are dropped (counted) until the broker is back")
 
@@ -177,8 +218,6 @@ class StationConfig(Section):
 
 
 STATION_SECTIONS = tuple(StationConfig.model_fields)
-KINDS = {"int_parsing": "an integer", "int_type": "an integer", "float_parsing": "a number", "float_type": "a number",
-         "bool_parsing": "true or false", "bool_type": "true or false", "string_type": "a string"}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -192,18 +231,6 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise BadInput(f"{path}: expected a mapping of sections, got {type(doc).__name__}")
     return doc
-
-
-def _message(error: dict) -> str:
-    key = ".".join(str(part) for part in error["loc"])
-    if error["type"] == "value_error":
-        return f"{key + ': ' if key else ''}{error['msg'].removeprefix('Value error, ')}"
-    if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    if error["type"] == "missing":
-        return f"{key}: missing"
-    expected = KINDS.get(error["type"], error["msg"].lower().removeprefix("input should be "))
-    return f"{key}: expected {expected}, got {error['input']!r}"
 
 
 def reference_markdown() -> str:
@@ -242,4 +269,4 @@ def load_station_config(path: str | Path, overrides: dict[str, dict] | None = No
     try:
         return StationConfig.model_validate(doc)
     except ValidationError as exc:
-        raise BadInput(f"{path}: {_message(exc.errors()[0])}") from None
+        raise BadInput(f"{path}: {describe(exc.errors()[0])}") from None

@@ -167,7 +167,7 @@ def test_a_port_that_does_not_exist_is_a_clear_error(tmp_path):
 def test_unknown_template_placeholder_is_refused():
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match=r"unknown placeholder 'sq' \(use \{seq\}, \{lane\}, \{pulse_ms\}\)"):
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{sq\} \(use \{seq\}, \{lane\}, \{pulse_ms\}\)"):
         GateConfig(reject_template="REJ {sq}")
 
 

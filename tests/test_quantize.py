@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from edge.card import ModelCard
+from edge.card import ModelCard, file_sha256
 from edge.cli import main
 from edge.runtime import TFLiteModel
 
@@ -21,7 +21,8 @@ def test_writes_three_files_cards_and_report(quantized):
     assert code == 0
     for fmt in ("int8", "float16", "float32"):
         assert (out / f"model_{fmt}.tflite").is_file()
-        assert ModelCard.load(out / f"model_{fmt}.tflite").format == f"tflite-{fmt}"
+        card = ModelCard.load(out / f"model_{fmt}.tflite")
+        assert card.format == f"tflite-{fmt}" and card.model_sha256 == file_sha256(out / f"model_{fmt}.tflite")
     report = json.loads((out / "report.json").read_text())
     assert set(report["results"]) == {"keras", "int8", "float16", "float32"}
     assert "| int8 |" in (out / "report.md").read_text()
@@ -125,7 +126,7 @@ def test_edgetpu_without_its_compiler_is_a_clear_error(trained_run, synth_rgb, t
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda m: m.write_bytes(m.read_bytes()[:2000]), "not a valid TFLite model"),
+    (lambda m: m.write_bytes(m.read_bytes()[:2000]), "written for another model file"),
     (lambda m: m.with_suffix(".json").unlink(), "model card not found"),
     (lambda m: m.with_suffix(".json").write_text(m.with_suffix(".json").read_text().replace('"height": 64', '"height": 128')),
      "card says input (128, 64, 3), the model takes (64, 64, 3)"),

@@ -6,7 +6,7 @@ import sys
 import keras
 import numpy as np
 
-from edge.card import ModelCard
+from edge.card import ModelCard, file_sha256
 from edge.cli import main
 
 from conftest import SMALL
@@ -28,6 +28,7 @@ def test_run_folder_has_model_card_and_log(trained_run):
     assert 0.05 <= card.threshold <= 0.95
     assert card.metrics["test"]["dice"] > 0.8 and "val" in card.metrics
     assert len(card.training["data_hash"]) == 16 and card.training["images"] == {"train": 34, "val": 7, "test": 7}
+    assert card.model_sha256 == file_sha256(trained_run / "model.keras")
     rows = list(csv.DictReader((trained_run / "log.csv").open()))
     assert 1 <= len(rows) <= 12 and {"val_dice", "loss", "dice"} <= set(rows[0])
     best = max(float(r["val_dice"]) for r in rows)
@@ -57,6 +58,7 @@ def test_same_seed_same_model_and_resume_continues(synth_rgb, tmp_path):
     assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "2", "--resume", *args]) == 0
     rows = list(csv.DictReader((tmp_path / "a" / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert ModelCard.load(tmp_path / "a" / "model.keras").model_sha256 == file_sha256(tmp_path / "a" / "model.keras")
 
 
 def test_distribute_trains_with_the_backend_engine(synth_rgb, tmp_path):
