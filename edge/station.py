@@ -20,7 +20,7 @@ import time
 import cv2
 import numpy as np
 
-from edge.card import ModelCard
+from edge.card import ModelCard, check_overlap
 from edge.config import StationConfig, load_station_config, parse_overrides
 from edge.decision import Rules, Verdict, judge
 from edge.device import memory_mb
@@ -56,10 +56,10 @@ class Inspector:
             card.preprocess.mode = pre.mode
         card.preprocess.overlap = card.preprocess.overlap if pre.overlap is None else pre.overlap
         card.preprocess.stitch = pre.stitch or card.preprocess.stitch
-        tile = min(card.input.height, card.input.width)
-        if card.preprocess.mode == "tile" and card.preprocess.overlap >= tile:
-            raise BadInput(f"preprocess.overlap {card.preprocess.overlap} must be smaller than the model's "
-                           f"{card.input.width}x{card.input.height} tile")
+        try:
+            check_overlap(card.preprocess.overlap, card.input)
+        except ValueError as exc:
+            raise BadInput(f"preprocess.overlap: {exc}") from None
         self.card = card
         d = config.decision
         self.rules = Rules(card.threshold if d.threshold is None else d.threshold, d.min_area_px, d.min_area_mm2,

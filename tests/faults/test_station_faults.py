@@ -108,7 +108,7 @@ def test_a_crashed_stage_still_rejects_and_records_every_frame_it_took(tmp_path,
 
 @pytest.mark.parametrize("section, message", [
     ({"preprocess": {"roi": [100, 100, 500, 500]}}, "preprocess.roi [100, 100, 500, 500] does not fit in the 320x240 frame"),
-    ({"preprocess": {"overlap": 128}}, "preprocess.overlap 128 must be smaller than the model's 128x128 tile"),
+    ({"preprocess": {"overlap": 128}}, "preprocess.overlap: 128 is not smaller than the model's 128x128 tile"),
 ])
 def test_bad_geometry_is_exit_2_at_once_not_a_hang(tmp_path, line_video, section, message):
     config = write_config(tmp_path, line_video, gate={"driver": "log"}, **section)
