@@ -122,7 +122,10 @@ class StationCollector:
         s = self.status()
         c, gate, camera = s["counters"], s["gate"], s["camera"]
         for name, key, doc in (("frames", "frames", "frames judged"), ("frames_captured", "captured", "frames taken from the source"),
-                               ("rejects", "rejects", "frames rejected"), ("drops", "drops", "frames dropped unjudged (rejected fail-safe)")):
+                               ("rejects", "rejects", "frames rejected (or the line stopped), fail-safe ones included"),
+                               ("drops", "drops", "frames dropped unjudged (rejected fail-safe)"),
+                               ("failsafe", "failsafe", "frames without a verdict by their deadline (handled fail-safe)"),
+                               ("unreadable", "unreadable", "frames whose image could not be read (rejected fail-safe)")):
             yield CounterMetricFamily(f"station_{name}", doc, value=c[key])
         yield CounterMetricFamily("station_source_outages", "times the source stopped giving frames", value=camera["outages"])
         yield CounterMetricFamily("station_source_outage_seconds", "time without frames", value=camera["outage_s"])
@@ -133,6 +136,13 @@ class StationCollector:
         yield GaugeMetricFamily("station_fps", "frames judged per second since the start", value=c["fps"])
         yield GaugeMetricFamily("station_gate_connected", "1 while the gate's port is open", value=int(gate["connected"]))
         yield GaugeMetricFamily("station_gate_pending_rejects", "rejects waiting for their fire time", value=gate["pending"])
+        yield GaugeMetricFamily("station_inspecting", "1 while frames are judged on time (the PLC heartbeat runs)",
+                                value=int(gate["inspecting"]))
+        yield GaugeMetricFamily("station_camera_stalled", "1 while the camera gives no frames", value=int(camera["stalled"]))
+        results = s["disk"]["results_log"]
+        yield GaugeMetricFamily("station_results_log_ok", "1 while records reach the disk", value=int(results["ok"]))
+        yield GaugeMetricFamily("station_results_buffered", "records waiting in memory for the disk", value=results["buffered"])
+        yield CounterMetricFamily("station_results_lost", "records dropped with the memory buffer full", value=results["lost"])
         if camera["last_frame_age_s"] is not None:
             yield GaugeMetricFamily("station_last_frame_age_seconds", "time since the last verdict", value=camera["last_frame_age_s"])
         if "mqtt" in s:
