@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo install default-model test bench bench-web clean
+.PHONY: demo install default-model test bench bench-web soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,14 @@ bench: $(VENV)/.installed
 bench-web: $(VENV)/.installed
 	test -f $(BENCH)/tflite/model_int8.tflite -a -f $(BENCH)/line256.avi || $(MAKE) bench
 	$(BIN)/python -m edge.web_bench --model $(BENCH)/tflite/model_int8.tflite --video $(BENCH)/line256.avi --rounds 5
+
+# The fault soak (README, "Faults"): the station on the demo video served as an MJPEG camera for
+# SOAK_MINUTES, with the camera frozen and killed, the PLC killed, the disk filled (a tmpfs, as
+# root) and the page flooded, every two minutes; prints the invariant's figures and RSS drift.
+SOAK_MINUTES ?= 30
+soak: $(VENV)/.installed-edge
+	test -f runs/soak/line.avi || $(BIN)/python -m training.surfaces --video runs/soak/line.avi --frames 900 --fps 15 --seed 11
+	$(BIN)/station soak --video runs/soak/line.avi --minutes $(SOAK_MINUTES)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests

@@ -21,7 +21,8 @@ COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--config", default=None, help="YAML file: its section named after the verb sets the defaults")
 
 HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command", "run": "edge.station",
-            "plc-sim": "edge.plc_sim", "gate-bench": "edge.gate_bench", "bench": "edge.bench", "demo": "edge.demo"}
+            "plc-sim": "edge.plc_sim", "gate-bench": "edge.gate_bench", "bench": "edge.bench", "demo": "edge.demo",
+            "soak": "edge.soak"}
 
 
 def _add_train(sub) -> None:
@@ -122,6 +123,15 @@ def _add_demo(sub) -> None:
                    formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
 
 
+def _add_soak(sub) -> None:
+    p = sub.add_parser("soak", help="the station on a camera stream for N minutes with faults injected; checks the invariant",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p.add_argument("--video", required=True, help="video served as the camera, in a loop (python -m training.surfaces --video)")
+    p.add_argument("--minutes", type=float, default=30, help="how long the station runs")
+    p.add_argument("--cycle", type=float, default=120, help="seconds per round of faults (camera, PLC, disk, page)")
+    p.add_argument("--out", default="runs/soak", help="work folder: config, logs, soak.json")
+
+
 def _add_plc_sim(sub) -> None:
     p = sub.add_parser("plc-sim", help="a PLC stand-in on a serial port or pseudo-terminal",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
@@ -154,6 +164,7 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     _add_run(sub)
     _add_bench(sub)
     _add_demo(sub)
+    _add_soak(sub)
     _add_plc_sim(sub)
     _add_gate_bench(sub)
     if config:

@@ -15,17 +15,17 @@ import numpy as np
 from edge.runtime import RUNTIMES, runtime_version
 
 
-def memory_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory now (VmRSS) or at its peak (VmHWM), in MB.
+def memory_mb(field: str = "VmRSS", pid: int | str = "self") -> float:
+    """A process's (this one's by default) resident memory now (VmRSS) or at its peak (VmHWM), in MB.
 
     VmHWM rather than getrusage's ru_maxrss, which Linux carries over from the parent across
     fork and exec, so a child spawned by a parent that had loaded TensorFlow would report its size.
     """
-    with open("/proc/self/status") as f:
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise OSError(f"/proc/self/status has no {field}")
+    raise OSError(f"/proc/{pid}/status has no {field}")
 
 
 def _read(path: str) -> str:

@@ -195,10 +195,10 @@ class Inspector:
             self.observers.append(page)
             print(f"operator page {page.url}", flush=True)
 
-    def close(self, why: str) -> dict[str, int]:
+    def close(self, why: str, captured: int) -> dict[str, int]:
         """Stop the observers; every frame still without a record is handled fail-safe by the gate (`why`
-        it was never judged) and recorded; let the gate fire what is due; close the log. Returns the
-        gate's reject counts."""
+        it was never judged) and recorded; let the gate fire what is due; end the log with a `stopped`
+        record (frames `captured`, the gate's counts). Returns the gate's reject counts."""
         for observer in self.observers:
             try:
                 observer.close()
@@ -207,8 +207,11 @@ class Inspector:
         abandoned = self.gate.abandon(why)
         for seq, frame in sorted(self.in_flight.items()):
             self._record(frame, abandoned.get(seq) or Outcome(self.config.gate.on_missing_verdict, f"fail-safe: {why}", False))
+        abandoned = len(self.in_flight)
         self.in_flight.clear()
         counts = self.gate.close()
+        self.results.write({"event": "stopped", "why": why, "captured": captured, "unjudged_at_stop": abandoned,
+                            "failsafe_frames": self.gate.failsafe_frames, "rejects": counts})
         self.results.close()
         return counts
 
@@ -352,7 +355,8 @@ def _run(args, signals: StopSignals) -> int:
         if source is not None:
             source.close()
         gate_counts = inspector.close("station stopped before its verdict" if failure is None
-                                      else f"station stopped ({type(failure).__name__}: {failure})")
+                                      else f"station stopped ({type(failure).__name__}: {failure})",
+                                      pipeline.stats.captured if pipeline else 0)
         if pipeline is not None:
             print(("\n" if sys.stderr.isatty() else "") + summary(pipeline.stats, inspector, source, started))
             print(f"gate ({config.gate.driver}, {config.gate.timing}): "
