@@ -5,6 +5,7 @@ the PLC stand-in's own record (station_run.check_invariant)."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,8 +66,13 @@ def _lines(log: Path) -> list[str]:
 
 def test_a_full_disk_keeps_rejecting_and_writes_every_record_once_space_returns(tmp_path, small_disk, line_video, plc):
     log = small_disk / "results.jsonl"
+    with socket.socket() as s:  # a broker that is not there: MQTT spools on the same full disk
+        s.bind(("127.0.0.1", 0))
+        broker_port = s.getsockname()[1]
     config = write_config(tmp_path, line_video, gate={"port": plc.path},
-                          output={"results_log": str(log), "overlays_dir": str(small_disk / "rejects")})
+                          output={"results_log": str(log), "overlays_dir": str(small_disk / "rejects"),
+                                  "alarm_on_write_failure": True},
+                          mqtt={"host": "127.0.0.1", "port": broker_port, "spool_dir": str(small_disk / "mqtt")})
     proc = start(config)
     wait_for(lambda: len(_lines(log)) >= 10, what="the first records")
     filler = _fill(small_disk)
@@ -76,10 +82,12 @@ def test_a_full_disk_keeps_rejecting_and_writes_every_record_once_space_returns(
     assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())  # no torn line
     beats = [t for t in plc.heartbeats() if t > full_since + 0.5]
     assert len(plc.rejects()) > rejects_before and len(beats) >= 10  # the gate carried on with the disk full
+    assert any(line.startswith("STOP results log not written") for _, line in plc.lines)  # and said so, as configured
     filler.unlink()
     out = finish(proc)
     assert proc.returncode == 0, proc.stderr_text[-3000:]
     assert "cannot write" in proc.stderr_text and "writing again" in proc.stderr_text
+    assert "cannot write (No space left on device): dropping new messages" in proc.stderr_text  # MQTT, isolated
     frames = [r for r in records(tmp_path, log) if "verdict" in r]
     events = [r for r in records(tmp_path, log) if "event" in r]
     check_invariant(frames, events, plc.rejects())
