@@ -225,7 +225,10 @@ def test_modbus_driver_writes_a_coil_or_register_per_lane_and_toggles_the_heartb
     gate = Gate(config, open_driver(config), events.append)
     gate.verdict(300, time.monotonic(), True, [2], "defect")
     gate.verdict(301, time.monotonic(), True, [1], "defect")  # two in a row: the alarm coil
-    time.sleep(0.2)
+    deadline = time.monotonic() + 3
+    while gate.heartbeats < 3 and time.monotonic() < deadline:  # sent while inspecting: after a verdict on time
+        time.sleep(0.01)
+    time.sleep(0.05)
     gate.close()
     if kind == "coil":
         assert reader.read_coils(11, count=2, device_id=1).bits[:2] == [True, True]
@@ -289,7 +292,7 @@ def test_a_blocked_results_disk_never_delays_a_reject(tmp_path, plc):
     received = _collect(plc, lambda: len(plc.received) >= 5)
     assert not log.drain(0.1)  # the writer is still blocked
     errors = [arrival - (t + seq * 0.02 + 0.05) for seq, (arrival, _) in enumerate(received)]
-    assert len(received) == 5 and max(abs(e) for e in errors) < 0.01
+    assert len(received) == 5 and max(abs(e) for e in errors) < 0.1  # on time, not after the writer unblocks
     drained = b""
     while not log.drain(0.05):
         try:
