@@ -183,6 +183,8 @@ class HttpConfig(Section):
     live_width: int = Field(800, ge=64, description="live view scaled down to this width")
     rejects_shown: int = Field(12, ge=1, le=100, description="last rejects kept as thumbnails for the page")
     healthy_frame_age_s: float = Field(5.0, gt=0, description="/healthz is 503 when the last verdict is older than this")
+    max_clients: int = Field(32, ge=1, description="connections served at once; one more is answered 503 and closed at once")
+    client_timeout_s: float = Field(10.0, gt=0, description="a request's line and headers must arrive within this many seconds of connecting or of the last response, and each send of a response progress within it; else the connection is closed")
 
     @model_validator(mode="after")
     def _token_beyond_loopback(self):

@@ -8,7 +8,16 @@ Read-only: GET only, nothing changes the configuration or touches the gate. Endp
 page, edge/static/index.html), `/api/state` (counters, gate, camera, last rejects as JSON),
 `/live.jpg` (the newest frame with its defect overlay), `/reject/<seq>.jpg` (thumbnails),
 `/metrics` and `/healthz` (200, or 503 with the reasons). With `http.token` set every request,
-these included, needs `?token=` or `Authorization: Bearer`.
+these included, needs `?token=` or `Authorization: Bearer`; it is checked before anything is done
+for the request, and a 401 closes the connection.
+
+Hostile or broken clients cost the station a bounded number of file descriptors and threads: at
+most `http.max_clients` connections are served at once (one more is answered 503 and closed at
+once, without a thread); a request's line and headers must arrive within `http.client_timeout_s`
+of the connection or of the previous response (idle keep-alive included), however slowly they
+trickle in, and each send of a response must progress within it. A failed accept() (EMFILE: the
+process is out of descriptors) is retried after a pause, and an exception in a handler ends that
+connection only.
 
 The inference and output threads never wait for it: a verdict only leaves references here. The
 live JPEG is encoded in a request's thread, only when a client asks and at most `live_fps` times
@@ -18,11 +27,15 @@ second, of the last `rejects_shown` rejects at most.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import io
 import json
 import logging
 import re
+import resource
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -48,6 +61,10 @@ THUMB_WIDTH = 240
 RENDER_EVERY_S = 1.0  # new rejects become thumbnails at most this often (a reject storm costs 12 renders a second)
 JPEG_QUALITY = [cv2.IMWRITE_JPEG_QUALITY, 80]
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+ACCEPT_RETRY_S = 0.1  # pause after a failed accept(): socketserver would retry at once, spinning while descriptors are out
+_BUSY_BODY = b'{"error": "too many clients"}'
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        b"Retry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 
 
 def _jpeg(image_bgr: np.ndarray) -> bytes:
@@ -175,11 +192,53 @@ def health(status: dict, max_age_s: float) -> list[str]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of connections waits in the kernel (no descriptor of ours) to be served or refused
 
     def __init__(self, host: str, port: int, page: OperatorPage):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.page, self.next_render = page, 0.0
+        self.slots = threading.BoundedSemaphore(page.config.max_clients)
+        self.accept_failing = False
         super().__init__((host, port), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, tuple]:
+        try:
+            accepted = super().get_request()
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS; socketserver drops the error and selects again
+            if not self.accept_failing:
+                log.warning("http: cannot accept connections (%s); retrying every %g s", exc.strerror, ACCEPT_RETRY_S)
+            self.accept_failing = True
+            time.sleep(ACCEPT_RETRY_S)
+            raise
+        self.accept_failing = False
+        return accepted
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        """A thread for the connection while fewer than max_clients are served; else a 503 and close, no thread."""
+        if not self.slots.acquire(blocking=False):
+            request.setblocking(False)  # never wait for this client
+            with contextlib.suppress(OSError):
+                request.send(BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: the slot is free again
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # closes the connection
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:
+        """The handler's exception ends its connection only: a client gone or too slow is routine."""
+        if isinstance(sys.exc_info()[1], OSError):
+            log.debug("http: %s: %s", client_address[0], sys.exc_info()[1])
+        else:
+            log.exception("http: request from %s failed", client_address[0])
 
     def service_actions(self) -> None:
         super().service_actions()
@@ -187,6 +246,19 @@ class _Server(ThreadingHTTPServer):
         if now >= self.next_render:
             self.next_render = now + RENDER_EVERY_S
             self.page.view.render_rejects()
+
+
+class _RequestReader(socket.SocketIO):
+    """A connection's reads, each given only what is left until `deadline` (time.monotonic())."""
+
+    deadline = 0.0
+
+    def readinto(self, buffer) -> int | None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request not complete in time")
+        self._sock.settimeout(left)
+        return super().readinto(buffer)
 
 
 REJECT_PATH = re.compile(r"/reject/(\d+)\.jpg")
@@ -199,6 +271,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
         log.debug("%s %s", self.address_string(), format % args)
+
+    def setup(self) -> None:
+        self.timeout = self.server.page.config.client_timeout_s
+        super().setup()
+        self.rfile.close()  # replaced by one whose reads keep the request's deadline
+        self.reader = _RequestReader(self.connection, "rb")
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        self.reader.deadline = time.monotonic() + self.timeout  # for the request line and headers, at any pace
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # has read the headers
+        self.connection.settimeout(self.timeout)  # the response: each send must progress within the timeout
+        return parsed
 
     def _send(self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
@@ -225,10 +313,13 @@ class _Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(given.encode(), token.encode())
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        url = urlsplit(self.path)
+        try:
+            url = urlsplit(self.path)
+        except ValueError:  # e.g. "http://[": not worth a traceback
+            return self._json(400, {"error": "malformed path"})
         if not self._authorized(parse_qs(url.query)):
             return self._send(401, b'{"error": "token required"}', "application/json",
-                              {"WWW-Authenticate": 'Bearer realm="station"'})
+                              {"WWW-Authenticate": 'Bearer realm="station"', "Connection": "close"})
         page, path = self.server.page, url.path
         if path in ("/", "/index.html"):
             return self._send(200, page.html, "text/html; charset=utf-8")
@@ -269,6 +360,10 @@ class OperatorPage:
         latency = Histogram("station_latency_seconds", "capture-to-verdict and inference time per frame", ["stage"],
                             buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.latency_total, self.latency_infer = latency.labels("capture_to_verdict"), latency.labels("inference")
+        descriptors = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if descriptors != resource.RLIM_INFINITY and config.max_clients > descriptors // 2:
+            log.warning("http.max_clients %d is over half the %d file descriptors this process may open (ulimit -n): "
+                        "a flood of clients could leave the station none", config.max_clients, descriptors)
         try:
             self.server = _Server(config.host, config.port, self)
         except OSError as exc:

@@ -20,10 +20,10 @@ TOKEN = "line-7-operator"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-def _start(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """`station run` in a process of its own, and the page's URL it prints (on 127.0.0.1)."""
+def _start(config: Path, log: Path, **popen) -> tuple[subprocess.Popen, str]:
+    """`station run` in a process of its own (`popen`: more Popen arguments), and the page's URL it prints (on 127.0.0.1)."""
     proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=log.open("w"), text=True)
+                            stderr=log.open("w"), text=True, **popen)
     for line in proc.stdout:
         if line.startswith("operator page "):
             return proc, line.split()[-1].replace("0.0.0.0", "127.0.0.1")
