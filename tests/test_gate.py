@@ -206,8 +206,9 @@ def modbus_plc():
     server.start()
     url = f"socket://127.0.0.1:{port}"
     reader = ModbusSerialClient(url, timeout=1)
-    deadline = time.monotonic() + 5
-    while not reader.connect() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # the server's thread may start late on a busy machine
+    while not reader.connect():
+        assert time.monotonic() < deadline, "the pymodbus server did not start"
         time.sleep(0.05)
     yield url, reader
     reader.close()
