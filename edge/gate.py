@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edge.errors import BadInput
+from edge.state import GateState
 
 log = logging.getLogger(__name__)
 
@@ -301,15 +302,12 @@ class Gate:
         period = float(sorted(b - a for a, b in zip(times, times[1:]))[len(times) // 2 - 1]) if len(times) > 2 else 0.0
         return max(4 * period, self.cfg.verdict_deadline_ms / 1000)
 
-    def state(self) -> dict:
+    def state(self) -> GateState:
         """The gate as the operator page shows it; read without the lock, so it never delays a reject."""
-        beat, now = self.last_heartbeat, time.monotonic()
-        return {"driver": self.cfg.driver, "port": self.cfg.port, "timing": self.cfg.timing, "connected": self.connected,
-                "inspecting": self.inspecting,
-                "last_on_time_s": None if self.last_on_time is None else round(now - self.last_on_time, 2),
-                "last_heartbeat_s": None if beat is None else round(now - beat, 2),
-                "heartbeats": self.heartbeats, "pending": len(self.pending), "alarmed": self.alarmed,
-                "failsafe_frames": self.failsafe_frames, "rejects": dict(self.counts)}
+        beat, on_time, now = self.last_heartbeat, self.last_on_time, time.monotonic()
+        return GateState(self.cfg.driver, self.cfg.port, self.cfg.timing, self.connected, self.inspecting,
+                         None if on_time is None else round(now - on_time, 2), None if beat is None else round(now - beat, 2),
+                         self.heartbeats, len(self.pending), self.alarmed, self.failsafe_frames, dict(self.counts))
 
     # --- timing ------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from edge.config import MqttConfig
 from edge.decision import Verdict
 from edge.errors import BadInput
 from edge.sources import Frame
+from edge.state import MqttState, StationState
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Spool:
 class Publisher:
     """Spools and publishes in a thread of its own; paho's network loop reconnects with backoff."""
 
-    def __init__(self, config: MqttConfig, status: Callable[[], dict]):
+    def __init__(self, config: MqttConfig, status: Callable[[], StationState]):
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
@@ -201,10 +202,10 @@ class Publisher:
         """Called by the output thread for every recorded verdict; only a queue put."""
         self.events.put(("record", record))
 
-    def state(self) -> dict:
+    def state(self) -> MqttState:
         """For the operator page and /metrics."""
-        return {"broker": f"{self.config.host}:{self.config.port}", "topic": self.topic, "connected": self.connected,
-                "backlog": self.spool.backlog, "dropped": self.spool.dropped}
+        return MqttState(f"{self.config.host}:{self.config.port}", self.topic, self.connected, self.spool.backlog,
+                         self.spool.dropped)
 
     def close(self, timeout: float = 2.0) -> None:
         """Spool everything queued, send what the broker takes within `timeout` s, say offline."""
@@ -272,9 +273,9 @@ class Publisher:
 
     def _summary(self, seconds: float) -> dict:
         s = self.status()
-        c = s["counters"]
+        c = s.counters
         return {"time": datetime.datetime.now().astimezone().isoformat(timespec="milliseconds"), "interval_s": round(seconds, 2),
                 "interval_frames": self.interval["frames"], "interval_rejects": self.interval["rejects"],
-                "frames": c["frames"], "rejects": c["rejects"], "drops": c["drops"], "fps": c["fps"],
-                "latency_p50_ms": c["latency_p50_ms"], "latency_p99_ms": c["latency_p99_ms"],
-                "gate_connected": s["gate"]["connected"], "source_outages": s["camera"]["outages"]}
+                "frames": c.frames, "rejects": c.rejects, "drops": c.drops, "fps": c.fps,
+                "latency_p50_ms": c.latency_p50_ms, "latency_p99_ms": c.latency_p99_ms,
+                "gate_connected": s.gate.connected, "inspecting": s.gate.inspecting, "source_outages": s.camera.outages}

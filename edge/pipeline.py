@@ -1,6 +1,7 @@
 """Capture, inference and decision/output, each in its own thread, joined by bounded queues.
 
     pipeline = Pipeline(source, infer=segment, decide=judge, record=write, on_capture=ledger.add, queue_size=2)
+    # infer(frame) -> prob; decide(frame, prob, timing, reason) -> Verdict; record(frame, prob, verdict) -> rejected
     pipeline.run(status=print)     # until the source ends, max_frames, or pipeline.stop()
 
 Files and folders hand every frame through in order. For live sources the queue to inference
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.decision import Verdict
 from edge.errors import BadInput
 from edge.sources import Frame, Gap, Source
 
@@ -70,8 +72,8 @@ class Pipeline:
     """Three threads: capture -> infer -> decide + record."""
 
     def __init__(self, source: Source, infer: Callable[[Frame], Any],
-                 decide: Callable[[Frame, Any, dict[str, float], str], Any],
-                 record: Callable[[Any], bool], on_gap: Callable[[Gap], None] = lambda gap: None,
+                 decide: Callable[[Frame, Any, dict[str, float], str], Verdict],
+                 record: Callable[[Frame, Any, Verdict], bool], on_gap: Callable[[Gap], None] = lambda gap: None,
                  on_capture: Callable[[Frame], None] = lambda frame: None,
                  queue_size: int = 2, max_frames: int | None = None):
         self.source, self.infer, self.decide, self.record = source, infer, decide, record
@@ -175,12 +177,13 @@ class Pipeline:
                 ends += 1
                 continue
             verdict = self.decide(*item)
+            frame, prob = item[0], item[1]
             now = time.monotonic()
-            self.stats.latency_ms.append((now - item[0].t_capture) * 1000)
+            self.stats.latency_ms.append((now - frame.t_capture) * 1000)
             self.stats.first_verdict = self.stats.first_verdict or now
             self.stats.last_verdict = now
             self.stats.judged += 1
-            self.stats.rejects += bool(self.record(verdict))
+            self.stats.rejects += bool(self.record(frame, prob, verdict))
 
     def run(self, status: Callable[[Stats], None] | None = None, interval: float = 1.0) -> Stats:
         """Run until the source ends, `max_frames` or `stop()`; calls `status` every `interval` s."""

@@ -32,6 +32,7 @@ import numpy as np
 
 from edge.decision import Defect
 from edge.errors import BadInput
+from edge.state import OverlayState, WriterState
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,9 @@ class ResultsLog:
         with self.cond:
             return self.cond.wait_for(lambda: not self.queue, timeout)
 
-    def state(self) -> dict:
+    def state(self) -> WriterState:
         """For the page, /metrics and /healthz: whether records reach the disk, and how many wait."""
-        return {"ok": self.error is None, "error": self.error, "buffered": len(self.queue), "written": self.written,
-                "lost": self.lost}
+        return WriterState(self.error is None, self.error, len(self.queue), self.written, self.lost)
 
     def _loop(self) -> None:
         delay = RETRY_S[0]
@@ -224,6 +224,5 @@ class OverlayStore:
         self.error = None
         return path
 
-    def state(self) -> dict:
-        return {"ok": self.error is None, "error": self.error, "failures": self.failures,
-                "paused": time.monotonic() < self.paused_until}
+    def state(self) -> OverlayState:
+        return OverlayState(self.error is None, self.error, self.failures, time.monotonic() < self.paused_until)

@@ -33,6 +33,7 @@ from edge.results import OverlayStore, ResultsLog
 from edge.runtime import TFLiteModel
 from edge.segment import probability_map
 from edge.sources import CameraSettings, Frame, Gap, open_source
+from edge.state import CameraState, Counters, DiskState, GapState, StationState
 from edge.watchdog import Notifier, supervise
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,7 @@ class Inspector:
         prob[y : y + h, x : x + w] = probability_map(frame.image[y : y + h, x : x + w], self._predict, self.card)
         return prob
 
-    def decide(self, frame: Frame, prob: np.ndarray | None, timing: dict[str, float],
-               reason: str) -> tuple[Frame, np.ndarray | None, Verdict]:
+    def decide(self, frame: Frame, prob: np.ndarray | None, timing: dict[str, float], reason: str) -> Verdict:
         ignore = self.ignore
         if ignore is not None and prob is not None and ignore.shape != prob.shape:
             raise BadInput(f"preprocess.ignore_mask: {ignore.shape[::-1]} is not the frame size {prob.shape[::-1]}")
@@ -117,16 +117,15 @@ class Inspector:
         except Exception as exc:  # noqa: BLE001 (a frame that cannot be judged is rejected, the station goes on)
             log.exception("decision failed on frame %d", frame.seq)
             verdict = judge(frame.seq, frame.t_capture, None, self.rules, timing, reason=f"not judged: {exc!r}")
-        return frame, prob, verdict
+        return verdict
 
     def lanes(self, verdict: Verdict, width: int) -> list[int]:
         """The gate lanes (1..N, across the frame width) holding the verdict's kept defects."""
         n = self.config.gate.lanes
         return sorted({min(int(d.centroid[0] / width * n), n - 1) + 1 for d in verdict.defects if d.kept})
 
-    def record(self, judged: tuple[Frame, np.ndarray | None, Verdict]) -> bool:
+    def record(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict) -> bool:
         """Tell the gate; record what it did (results log, reject overlay, observers); True unless accepted."""
-        frame, prob, verdict = judged
         width = frame.image.shape[1] if frame.image is not None else 1
         outcome = self.gate.verdict(verdict.seq, frame.t_capture, verdict.reject, self.lanes(verdict, width),
                                     verdict.reason, judged=prob is not None)
@@ -172,11 +171,11 @@ class Inspector:
         """Called with every status update: a results log that cannot be written sends the stop-line
         alarm once per episode when output.alarm_on_write_failure is set."""
         state = self.results.state()
-        if state["ok"]:
+        if state.ok:
             self.disk_alarmed = False
         elif self.config.output.alarm_on_write_failure and not self.disk_alarmed:
             self.disk_alarmed = True
-            self.gate.alarm(f"results log not written: {state['error']}")
+            self.gate.alarm(f"results log not written: {state.error}")
 
     def open_observers(self, status) -> None:
         """Start the MQTT publisher and the operator page when the config asks for them; `status()`
@@ -220,36 +219,28 @@ def _ms(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 2)
 
 
-def snapshot(stats: Stats, inspector: Inspector, source) -> dict:
-    """The running station in one JSON-able dict: counters, gate, camera (and MQTT); what the
-    operator page, /metrics, /healthz and the MQTT summaries show."""
+def snapshot(stats: Stats, inspector: Inspector, source) -> StationState:
+    """The running station now: what the operator page, /metrics, /healthz and the MQTT summaries show."""
     now = time.monotonic()
     gaps = list(source.gaps)
     last = gaps[-1] if gaps else None
-    state = {
-        "model": inspector.model.path.name,
-        "uptime_s": round(now - stats.started, 1),
-        "counters": {"frames": stats.judged, "captured": stats.captured, "rejects": stats.rejects,
-                     "drops": stats.dropped, "failsafe": inspector.gate.failsafe_frames,
-                     "unreadable": getattr(source, "unreadable", 0), "fps": round(stats.fps(), 2),
-                     "latency_p50_ms": _ms(stats.percentile(stats.latency_ms, 50)),
-                     "latency_p99_ms": _ms(stats.percentile(stats.latency_ms, 99)),
-                     "inference_p50_ms": _ms(stats.percentile(stats.infer_ms, 50))},
-        "gate": inspector.gate.state(),
-        "camera": {"source": source.name, "kind": type(source).__name__, "live": source.live, "outages": len(gaps),
-                   "outage_s": round(sum(g.t_end - g.t_start for g in gaps), 2),
-                   "last_gap": last and {"seconds": round(last.t_end - last.t_start, 2), "ago_s": round(now - last.t_end, 1),
-                                         "reason": last.reason},
-                   "superseded": getattr(source, "superseded", 0),
-                   "stalled": getattr(source, "stalled", False),
-                   "last_frame_age_s": None if stats.last_verdict is None else round(now - stats.last_verdict, 2)},
-        "disk": {"results_log": inspector.results.state(),
-                 "overlays": inspector.overlays.state() if inspector.overlays else None},
-        "sink_errors": dict(inspector.sink_errors),
-    }
-    if inspector.publisher is not None:
-        state["mqtt"] = inspector.publisher.state()
-    return state
+    return StationState(
+        model=inspector.model.path.name,
+        uptime_s=round(now - stats.started, 1),
+        counters=Counters(stats.judged, stats.captured, stats.rejects, stats.dropped, inspector.gate.failsafe_frames,
+                          getattr(source, "unreadable", 0), round(stats.fps(), 2),
+                          _ms(stats.percentile(stats.latency_ms, 50)), _ms(stats.percentile(stats.latency_ms, 99)),
+                          _ms(stats.percentile(stats.infer_ms, 50))),
+        gate=inspector.gate.state(),
+        camera=CameraState(source.name, type(source).__name__, source.live, len(gaps),
+                           round(sum(g.t_end - g.t_start for g in gaps), 2),
+                           last and GapState(round(last.t_end - last.t_start, 2), round(now - last.t_end, 1), last.reason),
+                           getattr(source, "superseded", 0), getattr(source, "stalled", False),
+                           None if stats.last_verdict is None else round(now - stats.last_verdict, 2)),
+        disk=DiskState(inspector.results.state(), inspector.overlays.state() if inspector.overlays else None),
+        sink_errors=dict(inspector.sink_errors),
+        mqtt=inspector.publisher.state() if inspector.publisher is not None else None,
+    )
 
 
 def _status_printer(interval: float, inspector: Inspector):

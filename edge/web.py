@@ -54,6 +54,7 @@ from edge.decision import Verdict
 from edge.errors import BadInput
 from edge.results import overlay
 from edge.sources import Frame
+from edge.state import StationState
 
 log = logging.getLogger(__name__)
 
@@ -132,61 +133,60 @@ class LiveView:
 class StationCollector:
     """Prometheus metrics read from the station's status at scrape time: no cost per frame."""
 
-    def __init__(self, status: Callable[[], dict]):
+    def __init__(self, status: Callable[[], StationState]):
         self.status = status
 
     def collect(self):
         s = self.status()
-        c, gate, camera = s["counters"], s["gate"], s["camera"]
-        for name, key, doc in (("frames", "frames", "frames judged"), ("frames_captured", "captured", "frames taken from the source"),
-                               ("rejects", "rejects", "frames rejected (or the line stopped), fail-safe ones included"),
-                               ("drops", "drops", "frames dropped unjudged (rejected fail-safe)"),
-                               ("failsafe", "failsafe", "frames without a verdict by their deadline (handled fail-safe)"),
-                               ("unreadable", "unreadable", "frames whose image could not be read (rejected fail-safe)")):
-            yield CounterMetricFamily(f"station_{name}", doc, value=c[key])
-        yield CounterMetricFamily("station_source_outages", "times the source stopped giving frames", value=camera["outages"])
-        yield CounterMetricFamily("station_source_outage_seconds", "time without frames", value=camera["outage_s"])
+        c, gate, camera, results = s.counters, s.gate, s.camera, s.disk.results_log
+        for name, value, doc in (("frames", c.frames, "frames judged"), ("frames_captured", c.captured, "frames taken from the source"),
+                                 ("rejects", c.rejects, "frames rejected (or the line stopped), fail-safe ones included"),
+                                 ("drops", c.drops, "frames dropped unjudged (rejected fail-safe)"),
+                                 ("failsafe", c.failsafe, "frames without a verdict by their deadline (handled fail-safe)"),
+                                 ("unreadable", c.unreadable, "frames whose image could not be read (rejected fail-safe)"),
+                                 ("source_outages", camera.outages, "times the source stopped giving frames"),
+                                 ("source_outage_seconds", camera.outage_s, "time without frames"),
+                                 ("results_lost", results.lost, "records dropped with the memory buffer full")):
+            yield CounterMetricFamily(f"station_{name}", doc, value=value)
         rejects = CounterMetricFamily("station_gate_rejects", "rejects handled by the gate, by how they ended", labels=["status"])
-        for status, count in gate["rejects"].items():
+        for status, count in gate.rejects.items():
             rejects.add_metric([status], count)
         yield rejects
-        yield GaugeMetricFamily("station_fps", "frames judged per second since the start", value=c["fps"])
-        yield GaugeMetricFamily("station_gate_connected", "1 while the gate's port is open", value=int(gate["connected"]))
-        yield GaugeMetricFamily("station_gate_pending_rejects", "rejects waiting for their fire time", value=gate["pending"])
-        yield GaugeMetricFamily("station_inspecting", "1 while frames are judged on time (the PLC heartbeat runs)",
-                                value=int(gate["inspecting"]))
-        yield GaugeMetricFamily("station_camera_stalled", "1 while the camera gives no frames", value=int(camera["stalled"]))
-        results = s["disk"]["results_log"]
-        yield GaugeMetricFamily("station_results_log_ok", "1 while records reach the disk", value=int(results["ok"]))
-        yield GaugeMetricFamily("station_results_buffered", "records waiting in memory for the disk", value=results["buffered"])
-        yield CounterMetricFamily("station_results_lost", "records dropped with the memory buffer full", value=results["lost"])
-        if camera["last_frame_age_s"] is not None:
-            yield GaugeMetricFamily("station_last_frame_age_seconds", "time since the last verdict", value=camera["last_frame_age_s"])
-        if "mqtt" in s:
-            yield GaugeMetricFamily("station_mqtt_connected", "1 while the MQTT broker is connected", value=int(s["mqtt"]["connected"]))
-            yield GaugeMetricFamily("station_mqtt_backlog", "messages spooled on disk, not yet acknowledged", value=s["mqtt"]["backlog"])
-            yield CounterMetricFamily("station_mqtt_dropped", "messages dropped with the spool full", value=s["mqtt"]["dropped"])
+        for name, value, doc in (("fps", c.fps, "frames judged per second since the start"),
+                                 ("gate_connected", gate.connected, "1 while the gate's port is open"),
+                                 ("gate_pending_rejects", gate.pending, "rejects waiting for their fire time"),
+                                 ("inspecting", gate.inspecting, "1 while frames are judged on time (the PLC heartbeat runs)"),
+                                 ("camera_stalled", camera.stalled, "1 while the camera gives no frames"),
+                                 ("results_log_ok", results.ok, "1 while records reach the disk"),
+                                 ("results_buffered", results.buffered, "records waiting in memory for the disk")):
+            yield GaugeMetricFamily(f"station_{name}", doc, value=float(value))
+        if camera.last_frame_age_s is not None:
+            yield GaugeMetricFamily("station_last_frame_age_seconds", "time since the last verdict", value=camera.last_frame_age_s)
+        if s.mqtt is not None:
+            yield GaugeMetricFamily("station_mqtt_connected", "1 while the MQTT broker is connected", value=int(s.mqtt.connected))
+            yield GaugeMetricFamily("station_mqtt_backlog", "messages spooled on disk, not yet acknowledged", value=s.mqtt.backlog)
+            yield CounterMetricFamily("station_mqtt_dropped", "messages dropped with the spool full", value=s.mqtt.dropped)
 
 
-def health(status: dict, max_age_s: float) -> list[str]:
+def health(status: StationState, max_age_s: float) -> list[str]:
     """Why the station is not healthy (empty: healthy): frames judged on time (the heartbeat runs),
     the camera delivering, the gate connected, the results log written."""
     reasons = []
-    age, camera, gate = status["camera"]["last_frame_age_s"], status["camera"], status["gate"]
+    camera, gate, results = status.camera, status.gate, status.disk.results_log
+    age = camera.last_frame_age_s
     if age is None:
         reasons.append("no frame judged yet")
     elif age > max_age_s:
         reasons.append(f"last frame judged {age:.1f} s ago (limit {max_age_s:g} s)")
-    if camera["stalled"]:
-        reasons.append(f"camera {camera['source']} stalled: no frame for {camera['last_frame_age_s']} s")
-    if age is not None and not gate["inspecting"]:
-        reasons.append(f"not inspecting on time (last frame judged on time {gate['last_on_time_s']} s ago): "
+    if camera.stalled:
+        reasons.append(f"camera {camera.source} stalled: no frame for {age} s")
+    if age is not None and not gate.inspecting:
+        reasons.append(f"not inspecting on time (last frame judged on time {gate.last_on_time_s} s ago): "
                        "heartbeat to the PLC stopped")
-    if not gate["connected"]:
-        reasons.append(f"gate not connected ({gate['port'] or gate['driver']})")
-    results = status["disk"]["results_log"]
-    if not results["ok"]:
-        reasons.append(f"results log not written ({results['error']}): {results['buffered']} records wait in memory")
+    if not gate.connected:
+        reasons.append(f"gate not connected ({gate.port or gate.driver})")
+    if not results.ok:
+        reasons.append(f"results log not written ({results.error}): {results.buffered} records wait in memory")
     return reasons
 
 
@@ -341,8 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = page.status()
             reasons = health(status, page.config.healthy_frame_age_s)
             return self._json(503 if reasons else 200, {"ok": not reasons, "reasons": reasons,
-                                                        "last_frame_age_s": status["camera"]["last_frame_age_s"],
-                                                        "gate_connected": status["gate"]["connected"]})
+                                                        "last_frame_age_s": status.camera.last_frame_age_s,
+                                                        "gate_connected": status.gate.connected})
         self._json(404, {"error": f"no such page: {path}"})
 
     do_HEAD = do_GET
@@ -351,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
 class OperatorPage:
     """The web side of the daemon: a verdict observer plus an HTTP server in a daemon thread."""
 
-    def __init__(self, config: HttpConfig, status: Callable[[], dict], threshold: float):
+    def __init__(self, config: HttpConfig, status: Callable[[], StationState], threshold: float):
         self.config, self.status = config, status
         self.view = LiveView(threshold, config.live_fps, config.live_width, config.rejects_shown)
         self.html = (files("edge") / "static" / "index.html").read_bytes()
@@ -386,7 +386,7 @@ class OperatorPage:
     def state(self) -> dict:
         """What /api/state returns: the station's status, the live frame's seq and the last rejects."""
         status, live = self.status(), self.view.latest
-        return {**status, "live_seq": None if live is None else live[0].seq,
+        return {**status.to_json(), "live_seq": None if live is None else live[0].seq,
                 "live_verdict": None if live is None else live[3],
                 "live_fps": self.config.live_fps, "health": health(status, self.config.healthy_frame_age_s),
                 "rejects": self.view.last_rejects()}

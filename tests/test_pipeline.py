@@ -49,7 +49,7 @@ def test_every_frame_of_a_file_is_judged_in_order():
     images = [np.full((8, 8, 3), 255 * (i % 2), np.uint8) for i in range(30)]
     verdicts = []
     infer = lambda f: f.image[..., 0] / 255.0  # noqa: E731  white frames are "defects"
-    stats = Pipeline(ListSource(images), infer, _decide, lambda v: verdicts.append(v) or v.reject).run()
+    stats = Pipeline(ListSource(images), infer, _decide, lambda f, p, v: verdicts.append(v) or v.reject).run()
     assert [v.seq for v in verdicts] == list(range(30))
     assert [v.reject for v in verdicts] == [bool(i % 2) for i in range(30)]
     assert (stats.judged, stats.rejects, stats.dropped) == (30, 15, 0)
@@ -63,7 +63,7 @@ def test_live_source_drops_the_oldest_when_inference_falls_behind_and_rejects_th
         time.sleep(0.02)
         return np.zeros(frame.image.shape[:2])
 
-    pipeline = Pipeline(source, slow_infer, _decide, lambda v: verdicts.append(v) or v.reject, queue_size=2, max_frames=40)
+    pipeline = Pipeline(source, slow_infer, _decide, lambda f, p, v: verdicts.append(v) or v.reject, queue_size=2, max_frames=40)
     stats = pipeline.run()
     source.close()
     dropped = [v for v in verdicts if v.reason.startswith("not judged")]
@@ -83,7 +83,7 @@ def test_gaps_are_reported_as_they_happen_and_a_crashed_stage_stops_the_run():
 
     gaps = []
     Pipeline(GappySource([np.zeros((4, 4, 3), np.uint8)] * 4), lambda f: np.zeros((4, 4)), _decide,
-             lambda v: False, on_gap=gaps.append).run()
+             lambda f, p, v: False, on_gap=gaps.append).run()
     assert [g.reason for g in gaps] == ["read failed; reconnected"]
 
     def broken(frame):
@@ -91,7 +91,7 @@ def test_gaps_are_reported_as_they_happen_and_a_crashed_stage_stops_the_run():
 
     verdicts = []
     stats = Pipeline(ListSource([np.zeros((4, 4, 3), np.uint8)] * 5), broken, _decide,
-                     lambda v: verdicts.append(v) or v.reject).run()
+                     lambda f, p, v: verdicts.append(v) or v.reject).run()
     assert [(v.seq, v.reject, v.reason) for v in verdicts] == [
         (i, True, "not judged: inference failed (RuntimeError('invoke failed'))") for i in range(5)]
     assert stats.infer_errors == 5
@@ -100,7 +100,7 @@ def test_gaps_are_reported_as_they_happen_and_a_crashed_stage_stops_the_run():
         raise BadInput("preprocess.roi [0, 0, 9, 9] does not fit in the 4x4 frame")
 
     with pytest.raises(BadInput, match="does not fit"):
-        Pipeline(ListSource([np.zeros((4, 4, 3), np.uint8)] * 50), bad_input, _decide, lambda v: False).run()
+        Pipeline(ListSource([np.zeros((4, 4, 3), np.uint8)] * 50), bad_input, _decide, lambda f, p, v: False).run()
 
 
 def test_a_frame_that_could_not_be_read_is_rejected_without_inference():
@@ -113,7 +113,7 @@ def test_a_frame_that_could_not_be_read_is_rejected_without_inference():
 
     seen, verdicts = [], []
     Pipeline(Unreadable([np.zeros((4, 4, 3), np.uint8)] * 3), lambda f: seen.append(f.seq) or np.zeros((4, 4)),
-             _decide, lambda v: verdicts.append(v) or v.reject).run()
+             _decide, lambda f, p, v: verdicts.append(v) or v.reject).run()
     assert seen == [0, 2]
     assert [(v.seq, v.reject, v.reason) for v in verdicts] == [
         (0, False, "clean"), (1, True, "not judged: truncated JPEG"), (2, False, "clean")]

@@ -4,6 +4,7 @@ import numpy as np
 
 from edge.decision import Defect
 from edge.results import OverlayStore, ResultsLog
+from edge.state import WriterState
 
 
 def test_results_log_rotates_by_size_and_keeps_every_record(tmp_path):
@@ -18,7 +19,7 @@ def test_results_log_rotates_by_size_and_keeps_every_record(tmp_path):
     seqs = [json.loads(line)["seq"] for f in files if f.exists() for line in f.read_text().splitlines()]
     assert seqs == list(range(40))
     assert (tmp_path / "r.jsonl.1").stat().st_size >= 400
-    assert log.state() == {"ok": True, "error": None, "buffered": 0, "written": 40, "lost": 0}
+    assert log.state() == WriterState(ok=True, error=None, buffered=0, written=40, lost=0)
 
 
 def test_results_log_keeps_only_the_backups_asked_for(tmp_path):

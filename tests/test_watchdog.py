@@ -150,7 +150,7 @@ def test_a_hung_inference_thread_stops_the_watchdog_while_the_pipeline_runs_on(t
         listener = threading.Thread(target=listen)
         listener.start()
         source = _Camera()
-        pipeline = Pipeline(source, infer, lambda frame, result, timing, reason: result, lambda verdict: False)
+        pipeline = Pipeline(source, infer, lambda frame, result, timing, reason: result, lambda frame, prob, verdict: False)
 
         def release():
             released_at.append(time.monotonic())
