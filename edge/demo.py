@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.config import load_station_config
 from edge.errors import BadInput
+from edge.station import run_station
 
 
 def read_truth(path: Path) -> dict[int, bool]:
@@ -46,13 +47,6 @@ def read_received(path: Path) -> dict[int, float]:
                 if line.startswith("REJ "):
                     arrivals.setdefault(int(line.split()[1]), float(t))
     return arrivals
-
-
-def read_records(path: Path, offset: int) -> list[dict]:
-    """The results-log records written after byte `offset`."""
-    with path.open() as f:
-        f.seek(offset)
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def score(truth: dict[int, bool], received: dict[int, float], records: list[dict]) -> dict:
@@ -90,8 +84,6 @@ def _start_stand_in(port: Path, csv_path: Path) -> subprocess.Popen:
 
 def run(args) -> int:
     """The `station demo` verb."""
-    from edge.cli import main
-
     if not args.config:
         raise BadInput("station demo needs --config FILE (see config.yaml)")
     config = load_station_config(args.config)
@@ -100,20 +92,18 @@ def run(args) -> int:
     truth = read_truth(Path(config.source.uri).with_suffix(".csv"))
     log_path = Path(config.output.results_log)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    offset = log_path.stat().st_size if log_path.is_file() else 0
     csv_path = log_path.with_name("plc_received.csv")
     csv_path.unlink(missing_ok=True)
     plc = _start_stand_in(Path(config.gate.port), csv_path)
     print(f"PLC stand-in on {config.gate.port}, writing {csv_path}")
+    records: list[dict] = []
     try:
-        code = main(["run", "--config", args.config])
+        run_station(config, tee=records.append)
     finally:
         time.sleep(0.2)  # the last reject's bytes reach the stand-in
         plc.terminate()
         plc.wait(10)
-    if code:
-        return code
-    result = score(truth, read_received(csv_path), read_records(log_path, offset))
+    result = score(truth, read_received(csv_path), records)
     result.update(results_log=str(log_path), overlays=config.output.overlays_dir, plc_csv=str(csv_path))
     (log_path.parent / "demo.json").write_text(json.dumps(result, indent=1) + "\n")
     fire = result["fire_error_ms"]

@@ -25,6 +25,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -42,7 +43,8 @@ RETRY_S = (0.2, 5.0)  # first and longest wait before a failed disk write is tri
 class ResultsLog:
     """Append-only JSON lines, written by its own thread, flushed per record, rotated by size."""
 
-    def __init__(self, path: str | Path, max_bytes: int, backups: int, buffered_max: int = 100_000):
+    def __init__(self, path: str | Path, max_bytes: int, backups: int, buffered_max: int = 100_000,
+                 tee: Callable[[dict], None] | None = None):
         self.path, self.max_bytes, self.backups = Path(path), max_bytes, backups
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,7 @@ class ResultsLog:
             raise BadInput(f"output.results_log: cannot write {path} ({exc.strerror})") from None
         self.size = os.fstat(self.fd).st_size
         self.queue: deque[dict] = deque()
-        self.buffered_max = buffered_max
+        self.buffered_max, self.tee = buffered_max, tee
         self.cond = threading.Condition()
         self.written = self.lost = self.unreported_lost = 0
         self.error: str | None = None  # why the disk refuses writes, while it does
@@ -63,7 +65,10 @@ class ResultsLog:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def write(self, record: dict) -> None:
-        """Queue one record (from any thread); past `buffered_max` waiting, the oldest is dropped and counted."""
+        """Queue one record (from any thread; `tee` gets it at once); past `buffered_max` waiting, the oldest
+        is dropped and counted."""
+        if self.tee is not None:
+            self.tee(record)
         with self.cond:
             if len(self.queue) >= self.buffered_max:
                 self.queue.popleft()

@@ -16,6 +16,8 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -46,7 +48,7 @@ class Inspector:
     one record: its verdict, or at `close` a fail-safe one. The record says what the gate did.
     """
 
-    def __init__(self, config: StationConfig):
+    def __init__(self, config: StationConfig, tee: Callable[[dict], None] | None = None):
         self.config = config
         path = resolve(config.model.path)
         self.model = TFLiteModel(path, config.model.threads, config.model.runtime, config.model.delegate)
@@ -67,7 +69,7 @@ class Inspector:
                            d.mm_per_px, d.cleanup_px)
         self.ignore = self._ignore_mask(pre.ignore_mask)
         out = config.output
-        self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups, out.buffered_records)
+        self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups, out.buffered_records, tee)
         self.overlays = OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20)) if out.overlays_dir else None
         self.tiles_per_frame = 0  # model inputs per frame, as last seen
         self.gate = Gate(config.gate, open_driver(config.gate), self.results.write)
@@ -194,10 +196,10 @@ class Inspector:
             self.observers.append(page)
             print(f"operator page {page.url}", flush=True)
 
-    def close(self, why: str, captured: int) -> dict[str, int]:
+    def close(self, why: str, stats: Stats | None) -> dict[str, int]:
         """Stop the observers; every frame still without a record is handled fail-safe by the gate (`why`
         it was never judged) and recorded; let the gate fire what is due; end the log with a `stopped`
-        record (frames `captured`, the gate's counts). Returns the gate's reject counts."""
+        record (the run's figures, RunSummary's). Returns the gate's reject counts."""
         for observer in self.observers:
             try:
                 observer.close()
@@ -209,10 +211,32 @@ class Inspector:
         abandoned = len(self.in_flight)
         self.in_flight.clear()
         counts = self.gate.close()
-        self.results.write({"event": "stopped", "why": why, "captured": captured, "unjudged_at_stop": abandoned,
-                            "failsafe_frames": self.gate.failsafe_frames, "rejects": counts})
+        figures = dataclasses.asdict(RunSummary.of(stats or Stats(), counts))
+        self.results.write({"event": "stopped", "why": why, **figures, "unjudged_at_stop": abandoned,
+                            "failsafe_frames": self.gate.failsafe_frames})
         self.results.close()
         return counts
+
+
+@dataclass
+class RunSummary:
+    """A run's figures, as the `stopped` record at the end of the results log also holds them."""
+
+    captured: int
+    frames: int
+    rejects: int
+    dropped: int
+    fps: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    inference_p50_ms: float | None
+    gate: dict[str, int]
+
+    @classmethod
+    def of(cls, stats: Stats, gate: dict[str, int]) -> RunSummary:
+        return cls(stats.captured, stats.judged, stats.rejects, stats.dropped, round(stats.fps(), 2),
+                   _ms(stats.percentile(stats.latency_ms, 50)), _ms(stats.percentile(stats.latency_ms, 99)),
+                   _ms(stats.percentile(stats.infer_ms, 50)), gate)
 
 
 def _ms(value: float) -> float | None:
@@ -307,23 +331,17 @@ class StopSignals:
             pipeline.stop()
 
 
-def run(args) -> int:
-    """The `station run` verb."""
-    if not args.config:
-        raise BadInput("station run needs --config FILE (see config.yaml)")
+def run_station(config: StationConfig, tee: Callable[[dict], None] | None = None,
+                bench_invoke: int = 0) -> RunSummary:
+    """Run the station until its source ends or a stop signal; `tee` also gets every results-log record
+    (frames and events) as it is written. Prints its progress; returns the run's figures."""
     with StopSignals() as signals:
-        return _run(args, signals)
+        return _run(config, signals, tee, bench_invoke)
 
 
-def _run(args, signals: StopSignals) -> int:
+def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) -> RunSummary:
     started = time.monotonic()
-    overrides = parse_overrides(args.set)
-    for section, key, value in (("source", "uri", args.source), ("model", "path", args.model),
-                                ("pipeline", "max_frames", args.max_frames)):
-        if value:
-            overrides.setdefault(section, {})[key] = value
-    config = load_station_config(args.config, overrides)
-    inspector = Inspector(config)
+    inspector = Inspector(config, tee)
     print(f"model {inspector.model.describe()}; {inspector.card.preprocess.mode} "
           f"{inspector.card.input.height}x{inspector.card.input.width}, threshold {inspector.rules.threshold:.2f}",
           flush=True)
@@ -345,19 +363,31 @@ def _run(args, signals: StopSignals) -> int:
         notifier.send("STOPPING=1")
         if source is not None:
             source.close()
-        gate_counts = inspector.close("station stopped before its verdict" if failure is None
-                                      else f"station stopped ({type(failure).__name__}: {failure})",
-                                      pipeline.stats.captured if pipeline else 0)
+        why = "station stopped before its verdict" if failure is None else f"station stopped ({type(failure).__name__}: {failure})"
+        gate_counts = inspector.close(why, pipeline.stats if pipeline else None)
         if pipeline is not None:
             print(("\n" if sys.stderr.isatty() else "") + summary(pipeline.stats, inspector, source, started))
             print(f"gate ({config.gate.driver}, {config.gate.timing}): "
                   + ", ".join(f"{k} {v}" for k, v in gate_counts.items()))
     stats = pipeline.stats
-    if args.bench_invoke:
-        invoke = inspector.model.invoke_ms(args.bench_invoke)  # the input is still shaped for one frame's tiles
+    if bench_invoke:
+        invoke = inspector.model.invoke_ms(bench_invoke)  # the input is still shaped for one frame's tiles
         tiles = max(inspector.tiles_per_frame, 1)
         bare_fps = 1000 / invoke
         print(f"bare invoke {invoke:.2f} ms for {tiles} tile(s), one frame = {bare_fps:.1f} frames/s; "
               f"daemon/bare = {stats.fps() / bare_fps:.2f}; capture-to-verdict p99 / bare invoke = "
               f"{stats.percentile(stats.latency_ms, 99) / invoke:.2f}")
+    return RunSummary.of(stats, gate_counts)
+
+
+def run(args) -> int:
+    """The `station run` verb."""
+    if not args.config:
+        raise BadInput("station run needs --config FILE (see config.yaml)")
+    overrides = parse_overrides(args.set)
+    for section, key, value in (("source", "uri", args.source), ("model", "path", args.model),
+                                ("pipeline", "max_frames", args.max_frames)):
+        if value:
+            overrides.setdefault(section, {})[key] = value
+    run_station(load_station_config(args.config, overrides), bench_invoke=args.bench_invoke)
     return 0

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import re
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -55,7 +55,7 @@ def watch(url: str, stop: threading.Event) -> int:
                         seen.add(reject["seq"])
                         get(f"/reject/{reject['seq']}.jpg")
             get("/live.jpg")
-        except (OSError, http.client.HTTPException):  # the run has just ended
+        except (OSError, http.client.HTTPException):  # not serving yet (the model loads first), or the run has ended
             connection.close()
         stop.wait(1.0 / live_fps)
     connection.close()
@@ -73,31 +73,31 @@ def run_station(args, variant: str, work: Path, broker: LocalBroker) -> tuple[fl
               "decision": {"min_area_px": 30}, "pipeline": {"max_frames": args.frames or None},
               "output": {"results_log": str(work / "results.jsonl"), "overlays_dir": None}}
     if variant == "on":
-        config["http"] = {"port": 0}
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            config["http"] = {"port": s.getsockname()[1]}
         config["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "spool_dir": str(work / "spool"), "client_id": "web-bench"}
     work.mkdir(parents=True)
     (work / "station.yaml").write_text(json.dumps(config))  # JSON is YAML
     command = [sys.executable, "-m", "edge", "run", "--config", str(work / "station.yaml")]
     cpu = _cpu_s()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop, result, client, note = threading.Event(), {}, None, ""
-    output = []
-    for line in proc.stdout:
-        output.append(line)
-        if line.startswith("operator page "):
-            url = line.split()[-1]
-            client = threading.Thread(target=lambda u=url: result.update(requests=watch(u, stop)), daemon=True)
-            client.start()
+    if "http" in config:
+        url = f"http://127.0.0.1:{config['http']['port']}"
+        client = threading.Thread(target=lambda: result.update(requests=watch(url, stop)), daemon=True)
+        client.start()
     proc.wait()
     cpu = _cpu_s() - cpu
     if client is not None:
         stop.set()
         client.join()
         note = f"{result['requests']} requests"
-    rate, frames = (re.search(pattern, "".join(output)) for pattern in (r"throughput ([\d.]+) fps", r"frames (\d+) "))
-    if proc.returncode or not rate or not frames:
-        raise SystemExit(f"station run ({variant}) failed:\n{''.join(output)}")
-    return float(rate.group(1)), cpu * 1000 / int(frames.group(1)), note
+    records = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
+    stopped = records[-1] if records and records[-1].get("event") == "stopped" else None
+    if proc.returncode or stopped is None or not stopped["frames"]:
+        raise SystemExit(f"station run ({variant}) failed with exit code {proc.returncode}")
+    return stopped["fps"], cpu * 1000 / stopped["frames"], note
 
 
 def main() -> None:
