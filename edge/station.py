@@ -205,14 +205,14 @@ class Inspector:
                 observer.close()
             except Exception:  # noqa: BLE001
                 log.exception("%s failed to close", type(observer).__name__)
-        abandoned = self.gate.abandon(why)
+        outcomes = self.gate.abandon(why)
+        unjudged = len(self.in_flight)
         for seq, frame in sorted(self.in_flight.items()):
-            self._record(frame, abandoned.get(seq) or Outcome(self.config.gate.on_missing_verdict, f"fail-safe: {why}", False))
-        abandoned = len(self.in_flight)
+            self._record(frame, outcomes.get(seq) or Outcome(self.config.gate.on_missing_verdict, f"fail-safe: {why}", False))
         self.in_flight.clear()
         counts = self.gate.close()
         figures = dataclasses.asdict(RunSummary.of(stats or Stats(), counts))
-        self.results.write({"event": "stopped", "why": why, **figures, "unjudged_at_stop": abandoned,
+        self.results.write({"event": "stopped", "why": why, **figures, "unjudged_at_stop": unjudged,
                             "failsafe_frames": self.gate.failsafe_frames})
         self.results.close()
         return counts
