@@ -95,11 +95,6 @@ def converter(saved_model: str, fmt: str, tiles: np.ndarray | None = None) -> tf
     return conv
 
 
-def convert(saved_model: str, fmt: str, tiles: np.ndarray | None = None) -> bytes:
-    """The TFLite flatbuffer of the SavedModel in `fmt` (int8 needs calibration tiles)."""
-    return converter(saved_model, fmt, tiles).convert()
-
-
 def uint8_threshold(threshold: float, scale: float, zero_point: int) -> int:
     """The smallest uint8 output value whose dequantized probability reaches `threshold`."""
     return int(np.clip(np.ceil(threshold / scale + zero_point - 1e-9), 0, 255))
