@@ -22,7 +22,7 @@ COMMON.add_argument("--config", default=None, help="YAML file: its section named
 
 HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command", "run": "edge.station",
             "plc-sim": "edge.plc_sim", "gate-bench": "edge.gate_bench", "bench": "edge.bench", "demo": "edge.demo",
-            "soak": "edge.soak"}
+            "camera-sim": "edge.camera_sim", "soak": "edge.soak"}
 
 
 def _add_train(sub) -> None:
@@ -144,6 +144,16 @@ def _add_plc_sim(sub) -> None:
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: on SIGTERM/Ctrl-C)")
 
 
+def _add_camera_sim(sub) -> None:
+    p = sub.add_parser("camera-sim", help="an IP-camera stand-in: MJPEG over HTTP on 127.0.0.1",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p.add_argument("--video", default=None, help="serve this video's frames, looped (default: generated frames)")
+    p.add_argument("--port", type=int, default=0, help="TCP port (0: any free port; the URL is printed)")
+    p.add_argument("--fps", type=float, default=15, help="frames per second")
+    p.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of generated frames")
+    p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: on SIGTERM/Ctrl-C)")
+
+
 def _add_gate_bench(sub) -> None:
     p = sub.add_parser("gate-bench", help="reject timing precision over a pseudo-terminal, with a PLC stand-in",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
@@ -166,6 +176,7 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_soak(sub)
     _add_plc_sim(sub)
+    _add_camera_sim(sub)
     _add_gate_bench(sub)
     if config:
         apply_config(sub.choices, config)

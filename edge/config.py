@@ -43,6 +43,8 @@ class SourceConfig(Section):
     realtime: bool = Field(False, description="video files: hand frames out at the file's frame rate, like a camera")
     reconnect_initial_s: float = Field(0.5, gt=0, description="first wait before reopening a failed live source")
     reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reopen attempts")
+    stall_s: float | None = Field(None, gt=0, description="live sources: no frame for this long is a stall and the "
+                                  "camera is reopened (null: 5 frame periods of the measured rate, at least 2 s)")
 
 
 class PreprocessConfig(Section):

@@ -1,9 +1,13 @@
+import threading
 import time
+import types
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from edge import sources
 from edge.errors import BadInput
 from edge.sources import CameraSettings, FileSource, FolderSource, LiveSource, open_source
 
@@ -36,14 +40,18 @@ def test_realtime_file_is_paced_at_its_frame_rate(tmp_path):
     assert times[-1] - times[0] >= 5 / 50 * 0.9
 
 
-def test_folder_and_glob_skip_unreadable_files(tmp_path):
+def test_folder_and_glob_hand_out_every_file_an_unreadable_one_with_its_error(tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "1b.png").write_bytes(b"broken")
     source = open_source(str(tmp_path))
     assert isinstance(source, FolderSource)
-    assert [source.read().seq for _ in range(3)] == [0, 1, 2] and source.read() is None
-    assert source.skipped == [str(tmp_path / "1b.png")]
+    frames = [source.read() for _ in range(4)]
+    assert source.read() is None
+    assert [(f.seq, f.frame_id, Path(f.source).name) for f in frames] == [(0, 0, "0.png"), (1, 1, "1.png"),
+                                                                         (2, 2, "1b.png"), (3, 3, "2.png")]
+    assert [f.error for f in frames] == [None, None, "not a decodable image", None]
+    assert frames[2].image is None and frames[3].image.shape == (8, 8, 3) and source.unreadable == 1
     assert len(open_source(str(tmp_path / "[02].png")).files) == 2
 
 
@@ -81,15 +89,18 @@ def test_live_source_reconnects_with_backoff_and_reports_the_gap():
     source = LiveSource(0, settings, opener=FlakyCamera)
     try:
         deadline = time.monotonic() + 5
+        frames = []
         while not source.gaps and time.monotonic() < deadline:
-            source.read(timeout=0.5)
+            frames.append(source.read(timeout=0.5))
         after = source.read(timeout=2)
     finally:
         source.close()
-    assert source.outages == 1 and FlakyCamera.opened == 4  # first open, two refusals, success
+    assert len(source.gaps) == 1 and FlakyCamera.opened == 4  # first open, two refusals, success
     gap = source.gaps[0]
+    assert gap.reason == "read failed; reconnected"
     assert gap.t_end - gap.t_start >= 0.01 + 0.02  # backoff doubled between tries
-    assert after is not None and after.t_capture >= gap.t_end
+    assert gap.t_start == max(f.t_capture for f in frames if f and f.t_capture < gap.t_end)  # from the last good frame
+    assert after is not None and after.t_capture >= gap.t_end and after.frame_id > frames[-2].frame_id
 
 
 def test_live_source_hands_out_the_newest_frame_never_a_stale_one():
@@ -104,6 +115,71 @@ def test_live_source_hands_out_the_newest_frame_never_a_stale_one():
     assert (first.seq, second.seq) == (0, 1)  # the station's numbering has no holes
     assert source.superseded > 5  # the frames overwritten meanwhile are counted
     assert time.monotonic() - second.t_capture < 0.05 and second.image[0, 0, 0] > first.image[0, 0, 0] + 5
+
+
+class HangingCameras:
+    """Stands in for a camera whose driver hangs (none exists here): the first capture gives a few
+    frames, then its read blocks until `unblock` is set and fails; so does the first read of the
+    others opened before that; later captures serve frames. Records which thread read and which
+    released each capture."""
+
+    def __init__(self):
+        self.made, self.unblock = [], threading.Event()
+
+    def __call__(self, target):
+        camera = types.SimpleNamespace(reads=0, reader=None, releaser=None, hangs=not self.unblock.is_set())
+        self.made.append(camera)
+        unblock = self.unblock
+
+        def read():
+            camera.reader, camera.reads = threading.get_ident(), camera.reads + 1
+            if camera.hangs and camera.reads > (3 if camera is self.made[0] else 0):
+                unblock.wait()
+                return False, None
+            time.sleep(0.01)
+            return True, np.zeros((8, 8, 3), np.uint8)
+
+        camera.isOpened, camera.set, camera.read = lambda: True, lambda prop, value: True, read
+        camera.release = lambda: setattr(camera, "releaser", threading.get_ident())
+        return camera
+
+
+def _until(condition, timeout=10.0, source=None):
+    """Wait (reading the source, if given) until `condition()`; whether it came true."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        source.read(timeout=0.05) if source else time.sleep(0.05)
+    return condition()
+
+
+def test_stuck_reads_are_left_to_their_threads_and_the_camera_reopened(monkeypatch):
+    monkeypatch.setattr(sources, "STUCK_GRACE_S", 0.2)
+    cameras = HangingCameras()
+    source = LiveSource(0, CameraSettings(stall_s=0.3, reconnect_initial_s=0.01), opener=cameras)
+    try:
+        assert _until(lambda: len(source.stuck) == sources.MAX_STUCK, source=source)
+        assert source.stalled and not source.reconnecting  # given up: the systemd watchdog may restart us
+        time.sleep(0.5)
+        assert len(cameras.made) == sources.MAX_STUCK and not any(c.releaser for c in cameras.made)
+        cameras.unblock.set()  # the hung calls return: each thread releases its own capture, a new one opens
+        assert _until(lambda: source.gaps, source=source)
+        frame = source.read(timeout=2)
+    finally:
+        source.close()
+    assert [g.reason for g in source.gaps] == ["stalled; reconnected"] and frame is not None
+    assert all(c.releaser == c.reader for c in cameras.made) and len(cameras.made) == sources.MAX_STUCK + 1
+
+
+def test_close_returns_while_a_read_hangs_and_never_releases_it_from_another_thread():
+    cameras = HangingCameras()
+    source = LiveSource(0, CameraSettings(stall_s=30), opener=cameras)
+    assert _until(lambda: cameras.made[0].reads > 3)
+    started = time.monotonic()
+    source.close()
+    assert time.monotonic() - started < sources.CLOSE_WAIT_S + 1 and cameras.made[0].releaser is None
+    cameras.unblock.set()
+    assert _until(lambda: cameras.made[0].releaser is not None)
+    assert cameras.made[0].releaser == cameras.made[0].reader
 
 
 def test_a_missing_camera_is_a_clear_error():
