@@ -28,7 +28,7 @@ demo: $(VENV)/.installed-edge
 	$(BIN)/python -m training.surfaces --video $(DEMO)/line.avi --frames 450 --fps 15 --seed 7
 	$(BIN)/station demo --config config.yaml
 
-# How the bundled model (edge/models/surfaces_int8.tflite) was made: the generator's dataset, the
+# How the bundled model (edge/inference/models/surfaces_int8.tflite) was made: the generator's dataset, the
 # project's recipe (Attention U-Net, base 8, 128x128 crops), 12 epochs then resumed to 20 (as it
 # was made; about 50 minutes on a 2-core CPU), int8 with verified accuracy.
 MODEL = runs/default_model
@@ -40,8 +40,8 @@ default-model: $(VENV)/.installed
 	$(TRAIN_DEFAULT) --epochs 20 --resume
 	$(BIN)/station quantize --model $(MODEL)/train/model.keras --calib $(MODEL)/data --out $(MODEL)/tflite
 	# the card holds the model file's SHA-256: the two are copied together, or the station refuses them
-	cp $(MODEL)/tflite/model_int8.tflite edge/models/surfaces_int8.tflite
-	cp $(MODEL)/tflite/model_int8.json edge/models/surfaces_int8.json
+	cp $(MODEL)/tflite/model_int8.tflite edge/inference/models/surfaces_int8.tflite
+	cp $(MODEL)/tflite/model_int8.json edge/inference/models/surfaces_int8.json
 
 # The daemon benchmark of the README: a 256x256 int8 model (one epoch on synthetic data: speed,
 # not accuracy), 2 threads, on a 256x256 video as fast as it decodes, then paced at 30 fps for the
@@ -66,7 +66,7 @@ bench: $(VENV)/.installed
 # both off, interleaved. Needs mosquitto (apt-get install mosquitto); makes the bench model if missing.
 bench-web: $(VENV)/.installed
 	test -f $(BENCH)/tflite/model_int8.tflite -a -f $(BENCH)/line256.avi || $(MAKE) bench
-	$(BIN)/python -m edge.web_bench --model $(BENCH)/tflite/model_int8.tflite --video $(BENCH)/line256.avi --rounds 5
+	$(BIN)/python -m edge.tools.web_bench --model $(BENCH)/tflite/model_int8.tflite --video $(BENCH)/line256.avi --rounds 5
 
 # The fault soak (README, "Faults"): the station on the demo video served as an MJPEG camera for
 # SOAK_MINUTES, with the camera frozen and killed, the PLC killed, the disk filled (a tmpfs, as

@@ -8,7 +8,7 @@ setup(
     description="Edge inspection station: Attention U-Net defect segmentation, int8 TFLite, reject gate over serial",
     python_requires=">=3.10",
     packages=find_packages(include=["edge", "edge.*", "training", "training.*", "quantize", "quantize.*"]),
-    package_data={"edge": ["static/*.html", "models/*.tflite", "models/*.json"]},
+    package_data={"edge.sinks": ["static/*.html"], "edge.inference.models": ["*.tflite", "*.json"]},
     install_requires=["numpy>=1.26", "opencv-python-headless>=4.8", "pyyaml>=6", "pydantic>=2", "tqdm>=4.66"],
     extras_require={
         "edge": EDGE,

@@ -13,16 +13,16 @@ import logging
 import sys
 
 from edge import __version__
-from edge.config import STATION_SECTIONS, read_yaml
-from edge.errors import BadInput
-from edge.metrics import MIN_AREA_PX
+from edge.core.config import STATION_SECTIONS, read_yaml
+from edge.core.errors import BadInput
+from edge.evaluation.metrics import MIN_AREA_PX
 
 COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--config", default=None, help="YAML file: its section named after the verb sets the defaults")
 
-HANDLERS = {"train": "training.train", "eval": "edge.evaluate", "quantize": "quantize.command", "run": "edge.station",
-            "plc-sim": "edge.plc_sim", "gate-bench": "edge.gate_bench", "bench": "edge.bench", "demo": "edge.demo",
-            "camera-sim": "edge.camera_sim", "soak": "edge.soak"}
+HANDLERS = {"train": "training.train", "eval": "edge.evaluation.evaluate", "quantize": "quantize.command", "run": "edge.station.run",
+            "plc-sim": "edge.tools.plc_sim", "gate-bench": "edge.tools.gate_bench", "bench": "edge.tools.bench", "demo": "edge.tools.demo",
+            "camera-sim": "edge.tools.camera_sim", "soak": "edge.tools.soak"}
 
 
 def _add_train(sub) -> None:

@@ -16,10 +16,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edge.card import ModelCard
-from edge.dataset import list_samples, read_pairs
-from edge.errors import BadInput
-from edge.runtime import TFLiteModel
+from edge.core.card import ModelCard
+from edge.evaluation.dataset import list_samples, read_pairs
+from edge.core.errors import BadInput
+from edge.inference.runtime import TFLiteModel
 from quantize.convert import FORMATS, calibration_tiles, converter, export_saved_model, load_keras, uint8_threshold
 from quantize.debug import layer_errors, selective_int8
 from quantize.verify import report_markdown, verify

@@ -21,10 +21,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from edge.card import ModelCard
-from edge.dataset import list_samples, read_image, read_mask
-from edge.errors import BadInput
-from edge.segment import cut_tiles, to_channels
+from edge.core.card import ModelCard
+from edge.evaluation.dataset import list_samples, read_image, read_mask
+from edge.core.errors import BadInput
+from edge.inference.segment import cut_tiles, to_channels
 
 FORMATS = ("int8", "float16", "float32")
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.card import ModelCard
-from edge.evaluate import predict_maps
-from edge.metrics import evaluate_maps
-from edge.predictors import keras_predict
-from edge.runtime import TFLiteModel
+from edge.core.card import ModelCard
+from edge.evaluation.evaluate import predict_maps
+from edge.evaluation.metrics import evaluate_maps
+from edge.inference.predictors import keras_predict
+from edge.inference.runtime import TFLiteModel
 
 def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard) -> dict[str, dict]:
     """Metrics of the Keras model and of each TFLite file on the same images and threshold."""

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.bench import _outcome
-from edge.card import ModelCard
+from edge.tools.bench import _outcome
+from edge.core.card import ModelCard
 from edge.cli import main
-from edge.dataset import list_samples, read_image
-from edge.runtime import TFLiteModel
-from edge.segment import probability_map
+from edge.evaluation.dataset import list_samples, read_image
+from edge.inference.runtime import TFLiteModel
+from edge.inference.segment import probability_map
 
 FAST = ["--threads", "1", "--runs", "5", "--warmup", "1", "--runtime", "litert,tflite_runtime"]
 

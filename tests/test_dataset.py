@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edge.cli import main
-from edge.dataset import list_samples, rasterize_labelme, read_pairs
-from edge.errors import BadInput
+from edge.evaluation.dataset import list_samples, rasterize_labelme, read_pairs
+from edge.core.errors import BadInput
 
 
 def _copy(src, dst):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.decision import Rules, find_defects
+from edge.inference.decision import Rules, find_defects
 
 
 def _frame():

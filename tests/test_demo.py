@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.card import ModelCard
+from edge.core.card import ModelCard
 from edge.cli import main
-from edge.models import DEFAULT_MODEL, resolve
-from edge.runtime import TFLiteModel
+from edge.inference.models import DEFAULT_MODEL, resolve
+from edge.inference.runtime import TFLiteModel
 from training.surfaces import DEFECTS, KINDS, add_defect, apply_defect, defect_mask, strip, texture, write_conveyor
 
 ALL_DEFECTS = sorted({d for kinds in DEFECTS.values() for d in kinds})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import BadInput
+from edge.core.errors import BadInput
 from edge.sources import open_source
 
 ROOT = Path(__file__).parent.parent

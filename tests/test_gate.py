@@ -3,10 +3,10 @@ import time
 
 import pytest
 
-from edge.config import GateConfig
-from edge.errors import BadInput
+from edge.core.config import GateConfig
+from edge.core.errors import BadInput
 from edge.gate import Gate, Outcome, SerialDriver
-from edge.plc_sim import PLCStandIn
+from edge.tools.plc_sim import PLCStandIn
 
 
 @pytest.fixture
@@ -276,7 +276,7 @@ def test_a_blocked_results_disk_never_delays_a_reject(tmp_path, plc):
     reads, as a stalled SD card would) holds the writer, never the gate."""
     import os
 
-    from edge.results import ResultsLog
+    from edge.sinks.results import ResultsLog
 
     fifo = tmp_path / "results.jsonl"
     os.mkfifo(fifo)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.metrics import best_threshold, evaluate_maps, pixel_scores
+from edge.evaluation.metrics import best_threshold, evaluate_maps, pixel_scores
 
 
 def test_pixel_metrics_match_a_hand_count():

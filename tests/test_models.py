@@ -69,7 +69,7 @@ def test_model_with_loss_and_metrics_reloads(tmp_path):
 
 
 def test_keras_metrics_count_like_the_edge_metrics():
-    from edge.metrics import counts, pixel_scores
+    from edge.evaluation.metrics import counts, pixel_scores
 
     rng = np.random.default_rng(3)
     truth = (rng.random((4, 16, 16, 1)) < 0.2).astype("float32")

@@ -11,7 +11,7 @@ import pytest
 from test_station import _config, _records
 
 from edge.cli import main
-from edge.local_broker import LocalBroker, free_port
+from edge.tools.local_broker import LocalBroker, free_port
 from training.synthetic import write_video
 
 

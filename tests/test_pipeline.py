@@ -3,9 +3,9 @@ import time
 import numpy as np
 import pytest
 
-from edge.decision import Rules, judge
-from edge.errors import BadInput
-from edge.pipeline import Pipeline
+from edge.inference.decision import Rules, judge
+from edge.core.errors import BadInput
+from edge.station.pipeline import Pipeline
 from edge.sources import CameraSettings, Gap, LiveSource, Source
 
 

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from edge.card import ModelCard, file_sha256
+from edge.core.card import ModelCard, file_sha256
 from edge.cli import main
-from edge.runtime import TFLiteModel
+from edge.inference.runtime import TFLiteModel
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edge.card import InputSpec, ModelCard, Preprocess
-from edge.segment import probability_map, tile_origins
+from edge.core.card import InputSpec, ModelCard, Preprocess
+from edge.inference.segment import probability_map, tile_origins
 
 
 @pytest.mark.parametrize("length, tile, overlap", [(480, 128, 32), (128, 128, 32), (300, 64, 0), (100, 128, 32)])

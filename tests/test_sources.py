@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import sources
-from edge.errors import BadInput
+from edge.sources import live as sources
+from edge.core.errors import BadInput
 from edge.sources import CameraSettings, FileSource, FolderSource, LiveSource, open_source
 
 

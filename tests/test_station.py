@@ -147,7 +147,7 @@ def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(int8_model,
 def test_shipped_config_is_valid_and_the_readme_lists_every_key():
     from pathlib import Path
 
-    from edge.config import load_station_config, reference_markdown
+    from edge.core.config import load_station_config, reference_markdown
 
     root = Path(__file__).parent.parent
     config = load_station_config(root / "config.yaml")
@@ -157,7 +157,7 @@ def test_shipped_config_is_valid_and_the_readme_lists_every_key():
 
 
 def test_tiles_of_a_frame_go_through_one_invoke_with_the_same_result(int8_model):
-    from edge.runtime import TFLiteModel
+    from edge.inference.runtime import TFLiteModel
 
     tiles = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
     batched = TFLiteModel(int8_model[1] / "model_int8.tflite")
@@ -181,7 +181,7 @@ def test_set_overrides_any_key_and_is_validated(int8_model, tmp_path, capsys):
 
 
 def test_the_plc_stand_in_receives_a_reject_for_every_defect_frame(int8_model, tmp_path):
-    from edge.plc_sim import PLCStandIn
+    from edge.tools.plc_sim import PLCStandIn
 
     truth = write_video(tmp_path / "line.avi", frames=15, size=(120, 160), seed=7)
     plc = PLCStandIn()

@@ -6,7 +6,7 @@ import sys
 import keras
 import numpy as np
 
-from edge.card import ModelCard, file_sha256
+from edge.core.card import ModelCard, file_sha256
 from edge.cli import main
 
 from conftest import SMALL
@@ -69,7 +69,7 @@ def test_distribute_trains_with_the_backend_engine(synth_rgb, tmp_path):
 
 
 def test_edge_modules_import_without_tensorflow_or_keras():
-    code = ("import sys, edge.cli, edge.evaluate, edge.dataset, edge.metrics, edge.segment, edge.card, edge.predictors, edge.runtime;"
+    code = ("import sys, edge.cli, edge.evaluation.evaluate, edge.evaluation.dataset, edge.evaluation.metrics, edge.inference.segment, edge.core.card, edge.inference.predictors, edge.inference.runtime;"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax')]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from edge.pipeline import Pipeline
+from edge.station.pipeline import Pipeline
 from edge.sources import Source
-from edge.watchdog import Notifier, WatchdogRule, supervise
+from edge.station.watchdog import Notifier, WatchdogRule, supervise
 from training.synthetic import write_video
 
 

@@ -13,7 +13,7 @@ import pytest
 from test_station import _config
 
 from edge.cli import main
-from edge.plc_sim import PLCStandIn
+from edge.tools.plc_sim import PLCStandIn
 from training.synthetic import write_video
 
 TOKEN = "line-7-operator"

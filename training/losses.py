@@ -3,7 +3,7 @@
     model.compile(loss=SegmentationLoss(bce=1.0, dice=1.0), metrics=[Dice(), IoU()])
 
 Metrics pool intersection and union over every pixel seen in the epoch (global Dice/IoU), the same
-counting as edge.metrics.
+counting as edge.evaluation.metrics.
 """
 
 from __future__ import annotations

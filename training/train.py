@@ -20,12 +20,12 @@ import cv2
 import keras
 import numpy as np
 
-from edge.card import InputSpec, ModelCard, Preprocess
-from edge.dataset import fingerprint, image_channels, list_samples, read_pairs
-from edge.errors import BadInput
-from edge.evaluate import predict_maps
-from edge.metrics import best_threshold, evaluate_maps
-from edge.predictors import keras_predict
+from edge.core.card import InputSpec, ModelCard, Preprocess
+from edge.evaluation.dataset import fingerprint, image_channels, list_samples, read_pairs
+from edge.core.errors import BadInput
+from edge.evaluation.evaluate import predict_maps
+from edge.evaluation.metrics import best_threshold, evaluate_maps
+from edge.inference.predictors import keras_predict
 from training.data import CropDataset
 from training.losses import Dice, IoU, SegmentationLoss
 from training.models import build_model

@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from edge.plc_sim import PLCStandIn
+from edge.tools.plc_sim import PLCStandIn
 
 FINAL = {"sent", "acknowledged", "merged", "late", "missed"}
 

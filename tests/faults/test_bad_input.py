@@ -13,11 +13,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from edge.card import file_sha256
+from edge.core.card import file_sha256
 from edge.cli import main
-from edge.config import GateConfig, load_station_config
-from edge.errors import BadInput
-from edge.models import DEFAULT_MODEL
+from edge.core.config import GateConfig, load_station_config
+from edge.core.errors import BadInput
+from edge.inference.models import DEFAULT_MODEL
 
 DELETE = object()
 

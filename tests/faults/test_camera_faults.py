@@ -1,4 +1,4 @@
-"""Faults injected into real parts: the camera stand-in (edge.camera_sim, an MJPEG-over-HTTP server
+"""Faults injected into real parts: the camera stand-in (edge.tools.camera_sim, an MJPEG-over-HTTP server
 in its own process, read through OpenCV's FFMPEG backend) frozen with SIGSTOP, killed with SIGKILL
 and restarted; a station-like process closing the source on SIGTERM, SIGINT or SIGHUP while the
 stream is stalled; truncated and garbage image files in a folder source."""
@@ -25,10 +25,10 @@ SETTINGS = CameraSettings(stall_s=STALL_S, reconnect_initial_s=0.2, reconnect_ma
 
 
 class Camera:
-    """`python -m edge.camera_sim` on 127.0.0.1 (port 0: any free one); its URL as it printed it."""
+    """`python -m edge.tools.camera_sim` on 127.0.0.1 (port 0: any free one); its URL as it printed it."""
 
     def __init__(self, port: int = 0):
-        command = [sys.executable, "-m", "edge.camera_sim", "--port", str(port), "--fps", str(FPS)]
+        command = [sys.executable, "-m", "edge.tools.camera_sim", "--port", str(port), "--fps", str(FPS)]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline()
         assert line.startswith("camera stand-in on http://127.0.0.1:"), line

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_web import TOKEN, _get, _start, _wait
 
-from edge.plc_sim import PLCStandIn
+from edge.tools.plc_sim import PLCStandIn
 from training.synthetic import write_video
 
 FDS = 100  # the station's `ulimit -n`

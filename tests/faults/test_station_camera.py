@@ -1,4 +1,4 @@
-"""The station on a real MJPEG-over-HTTP camera stand-in (edge.camera_sim, its own process) that is
+"""The station on a real MJPEG-over-HTTP camera stand-in (edge.tools.camera_sim, its own process) that is
 frozen and killed: the PLC's heartbeat stops while the camera gives nothing, the outage is a gap from
 the last good frame, and a signal during the stall ends the station cleanly."""
 
@@ -27,7 +27,7 @@ def camera(line_video):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "edge.camera_sim", "--video", str(line_video), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "edge.tools.camera_sim", "--video", str(line_video), "--port", str(port),
                              "--fps", "15"], stdout=subprocess.DEVNULL)
 
     def serving() -> bool:
@@ -102,7 +102,7 @@ def test_a_camera_killed_and_restarted_is_one_gap_and_the_station_goes_on(tmp_pa
     cam.kill()
     cam.wait()
     time.sleep(2.0)
-    again = subprocess.Popen([sys.executable, "-m", "edge.camera_sim", "--video", str(line_video), "--port", str(port),
+    again = subprocess.Popen([sys.executable, "-m", "edge.tools.camera_sim", "--video", str(line_video), "--port", str(port),
                               "--fps", "15"], stdout=subprocess.DEVNULL)
     try:
         wait_for(lambda: any(e["event"] == "source_gap" for e in read_log(tmp_path)[1]), timeout=20, what="the gap")

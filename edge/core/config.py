@@ -1,0 +1,276 @@
+"""The station's configuration file (config.yaml), validated with pydantic.
+
+    config = load_station_config("config.yaml", overrides={"source": {"uri": "line.mp4"}})
+    config.model.path, config.decision.min_area_px
+
+Unknown keys and wrong types are refused with the key's path, e.g.
+`config.yaml: decision.min_area_px: expected an integer, got 'ten'`. Types are strict: no true for
+1, no "10" for 10 (an integer is still a number); gate templates may use only their own
+placeholders. The file may also hold `train:` and `eval:` sections: defaults for those verbs, read
+by the command line (as strictly).
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+
+from edge.core.errors import BadInput
+from edge.core.schema import describe, one_of
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class ModelConfig(Section):
+    path: str = Field(description="the .tflite file; its .json card must lie beside it")
+    threads: int = Field(2, ge=1, description="interpreter threads")
+    runtime: Literal["auto", "litert", "tflite_runtime", "tf"] = Field("auto", description="TFLite runtime")
+    delegate: str | None = Field(None, description="'edgetpu' or the path of an external delegate library")
+
+
+class SourceConfig(Section):
+    uri: str = Field(description="0, /dev/video0, rtsp://..., a GStreamer pipeline, picamera2, a folder, a glob or a video file")
+    width: int | None = Field(None, description="camera capture width")
+    height: int | None = Field(None, description="camera capture height")
+    fps: float | None = Field(None, description="camera frame rate")
+    exposure: float | None = Field(None, description="camera exposure (driver units)")
+    realtime: bool = Field(False, description="video files: hand frames out at the file's frame rate, like a camera")
+    reconnect_initial_s: float = Field(0.5, gt=0, description="first wait before reopening a failed live source")
+    reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reopen attempts")
+    stall_s: float | None = Field(None, gt=0, description="live sources: no frame for this long is a stall and the "
+                                  "camera is reopened (null: 5 frame periods of the measured rate, at least 2 s)")
+
+
+class PreprocessConfig(Section):
+    mode: Literal["card", "tile", "resize"] = Field("card", description="card: as the model card says")
+    overlap: int | None = Field(None, ge=0, description="tile overlap in pixels (default: the card's)")
+    stitch: Literal["mean", "max"] | None = Field(None, description="how overlapping tiles merge (default: the card's)")
+    roi: Annotated[tuple[int, int, int, int], Strict(False)] | None = Field(  # not strict: a YAML list is a tuple here
+        None, description="[x, y, width, height]: only this part of the frame is inspected")
+    ignore_mask: str | None = Field(None, description="PNG of the frame's size; non-zero pixels are never defects")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, value):
+        if value is not None and (min(value[:2]) < 0 or min(value[2:]) < 1):
+            raise ValueError(f"x and y must be >= 0, width and height >= 1, got {list(value)}")
+        return value
+
+
+class DecisionConfig(Section):
+    threshold: float | None = Field(None, gt=0, lt=1, description="probability threshold (default: the card's)")
+    min_area_px: int = Field(10, ge=1, description="smallest defect region, in pixels, that rejects")
+    min_area_mm2: float | None = Field(None, ge=0, description="smallest defect area in mm2 (needs mm_per_px)")
+    mm_per_px: float | None = Field(None, gt=0, description="calibration: millimetres per pixel")
+    cleanup_px: int = Field(0, ge=0, description="morphological opening size that removes specks (0: none)")
+
+
+class PipelineConfig(Section):
+    queue_size: int = Field(2, ge=1, description="frames waiting between stages; live sources drop the oldest")
+    max_frames: int | None = Field(None, ge=1, description="stop after this many frames (default: run until the source ends)")
+
+
+class OutputConfig(Section):
+    results_log: str = Field("runs/station/results.jsonl", description="one JSON line per frame, appended and flushed")
+    log_max_mb: float = Field(50.0, gt=0, description="rotate the results log at this size")
+    log_backups: int = Field(5, ge=0, description="rotated logs kept (results.jsonl.1 ...)")
+    overlays_dir: str | None = Field("runs/station/rejects", description="reject frames with their mask overlay (null: none)")
+    overlays_quota_mb: float = Field(200.0, gt=0, description="disk quota of the overlays; oldest deleted first")
+    status_interval_s: float = Field(1.0, gt=0, description="seconds between live status updates")
+    buffered_records: int = Field(100_000, ge=1, description="records kept in memory while the disk refuses writes; the oldest are dropped (and counted) past this")
+    alarm_on_write_failure: bool = Field(False, description="send the gate's stop-line alarm while the results log cannot be written")
+
+
+def check_template(template: str, values: dict[str, Any]) -> None:
+    """ValueError unless `template` is ASCII and formats `values` with {name} or {name:spec} fields only."""
+    if not template.isascii():
+        raise ValueError(f"{template!r} is not ASCII (the lines go out as ASCII)")
+    allowed = ", ".join("{%s}" % name for name in values)
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:  # a lone { or }
+        raise ValueError(f"{template!r}: {exc} (write {{{{ and }}}} for a brace)") from None
+    for name, spec, conversion in fields:
+        field = "{%s%s%s}" % (name, "!" + conversion if conversion else "", ":" + spec if spec else "")
+        if "." in name or "[" in name:
+            raise ValueError(f"{field}: no attribute or index access (use {allowed})")
+        if name not in values:
+            raise ValueError(f"unknown placeholder {field} (use {allowed})")
+        if conversion or "{" in spec:
+            raise ValueError(f"{field}: no conversions (!r, !s, !a) or nested fields (use {allowed})")
+    try:
+        template.format(**values)
+    except ValueError as exc:  # a format spec that does not fit the value, e.g. {seq:s}
+        raise ValueError(f"{template!r}: {exc}") from None
+
+
+PLACEHOLDERS = {"reject_template": {"seq": 0, "lane": 1, "pulse_ms": 50}, "heartbeat_template": {"count": 1},
+                "alarm_template": {"reason": "r"}, "ack_pattern": {"seq": 0}}
+
+
+class GateConfig(Section):
+    driver: Literal["serial", "modbus", "log"] = Field("log", description="serial: ASCII lines; modbus: Modbus RTU (pip install .[modbus]); log: a dry run")
+    port: str | None = Field(None, description="serial port (/dev/ttyUSB0, a udev name, a pty) or a pyserial URL")
+    baudrate: int = Field(115200, gt=0, description="serial speed")
+    parity: Literal["N", "E", "O"] = Field("N", description="serial parity")
+    stopbits: one_of(1, 1.5, 2) = Field(1, description="serial stop bits")
+    reject_template: str = Field("REJ {seq} {lane} {pulse_ms}\r\n", description="line sent per reject")
+    heartbeat_template: str = Field("HB {count}\r\n", description="line sent every heartbeat_ms")
+    alarm_template: str = Field("STOP {reason}\r\n", description="stop-line alarm line")
+    ack_pattern: str | None = Field(None, description="line the PLC answers per reject, e.g. 'ACK {seq}' (null: none)")
+    ack_timeout_ms: float = Field(50, gt=0, description="wait this long for the ack before sending again")
+    ack_retries: int = Field(2, ge=0, description="resends without ack before the reject is logged unacknowledged")
+    timing: Literal["immediate", "delay"] = Field("immediate", description="immediate: the PLC tracks the part; delay: the station fires when the part reaches the gate")
+    distance_mm: float = Field(0, ge=0, description="delay: camera-to-gate distance along the belt")
+    belt_speed_mm_s: float = Field(500, gt=0, description="delay: belt speed until the PLC sends 'SPD <mm/s>'")
+    actuator_lead_ms: float = Field(0, ge=0, description="delay: fire this much before the part arrives")
+    lanes: int = Field(1, ge=1, description="lanes across the frame width; the defect's centroid picks the lane")
+    pulse_ms: int = Field(50, gt=0, description="gate pulse width, passed to the PLC in the template")
+    recovery_ms: float = Field(100, ge=0, description="rejects closer than this on one lane are merged")
+    verdict_deadline_ms: float = Field(1000, gt=0, description="a frame with no verdict by then is handled fail-safe")
+    on_missing_verdict: Literal["reject", "stop_line"] = Field("reject", description="fail-safe action for a missing verdict")
+    heartbeat_ms: float = Field(500, ge=0, description="heartbeat period for the PLC's watchdog (0: none); sent only while frames are judged on time")
+    stall_ms: float | None = Field(None, gt=0, description="no frame judged on time for this long stops the heartbeat (default: the larger of 4 frame periods and verdict_deadline_ms)")
+    max_consecutive_rejects: int = Field(0, ge=0, description="above this many rejects in a row, send the alarm (0: off)")
+    late_tolerance_ms: float = Field(20, ge=0, description="a reject sent later than this after its time is logged late")
+    give_up_ms: float = Field(1000, ge=0, description="a reject this far past its time is not sent, and logged missed")
+    modbus_device_id: int = Field(1, ge=0, le=247, description="modbus: the PLC's device (slave) id")
+    modbus_reject: Literal["coil", "register"] = Field("coil", description="modbus: set a coil, or write the seq to a register, per reject")
+    modbus_address: int = Field(0, ge=0, description="modbus: reject coil/register of lane L is this + L")
+    modbus_heartbeat_coil: int = Field(100, ge=0, description="modbus: coil toggled every heartbeat")
+    modbus_alarm_coil: int = Field(101, ge=0, description="modbus: coil set by the stop-line alarm")
+    reconnect_initial_s: float = Field(0.2, gt=0, description="first wait before reopening a lost port")
+    reconnect_max_s: float = Field(5.0, gt=0, description="longest wait between reopen attempts")
+
+    @field_validator("reject_template", "heartbeat_template", "alarm_template", "ack_pattern")
+    @classmethod
+    def _placeholders(cls, value, info):
+        if value is not None:
+            check_template(value, PLACEHOLDERS[info.field_name])
+        return value
+
+    @field_validator("ack_pattern")
+    @classmethod
+    def _ack(cls, value):
+        if value is not None and (value != value.strip() or "{seq}" not in value or value.count("{") != 1
+                                  or value.count("}") != 1):
+            raise ValueError(f"{value!r}: the PLC's stripped line is matched with {{seq}} as its digits: use {{seq}} "
+                             "once, no format spec or other braces, no spaces at the ends")
+        return value
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.driver != "log" and not self.port:
+            raise ValueError(f"driver {self.driver} needs gate.port")
+        if self.timing == "delay" and not self.distance_mm:
+            raise ValueError("timing delay needs gate.distance_mm")
+        return self
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class HttpConfig(Section):
+    host: str = Field("127.0.0.1", description="address to bind; beyond loopback (e.g. 0.0.0.0) a token is required")
+    port: int | None = Field(None, ge=0, le=65535, description="serve the operator page, /metrics and /healthz on this TCP port (null: off; 0: any free port)")
+    token: str | None = Field(None, min_length=8, description="when set, every request needs ?token= or 'Authorization: Bearer'")
+    live_fps: float = Field(4.0, gt=0, le=15, description="most live-view JPEGs encoded per second, and only while a client asks")
+    live_width: int = Field(800, ge=64, description="live view scaled down to this width")
+    rejects_shown: int = Field(12, ge=1, le=100, description="last rejects kept as thumbnails for the page")
+    healthy_frame_age_s: float = Field(5.0, gt=0, description="/healthz is 503 when the last verdict is older than this")
+    max_clients: int = Field(32, ge=1, description="connections served at once; one more is answered 503 and closed at once")
+    client_timeout_s: float = Field(10.0, gt=0, description="a request's line and headers must arrive within this many seconds of connecting or of the last response, and each send of a response progress within it; else the connection is closed")
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self):
+        if self.port is not None and self.host not in LOOPBACK and not self.token:
+            raise ValueError(f"host {self.host} is reachable beyond this machine: set http.token (at least 8 "
+                             "characters) or bind 127.0.0.1")
+        return self
+
+
+class MqttConfig(Section):
+    host: str | None = Field(None, description="MQTT broker (null: no MQTT; pip install .[mqtt])")
+    port: int = Field(1883, ge=1, le=65535, description="broker port")
+    topic_prefix: str = Field("station", min_length=1, description="topics: PREFIX/verdict, PREFIX/summary, PREFIX/status")
+    client_id: str | None = Field(None, description="MQTT client id (default: station-<hostname>)")
+    username: str | None = Field(None, description="broker user name (null: anonymous)")
+    password: str | None = Field(None, description="broker password")
+    mode: Literal["verdict", "summary"] = Field("verdict", description="verdict: one message per frame; summary: one per second")
+    qos: one_of(0, 1, 2) = Field(1, description="MQTT QoS of verdicts and summaries (0 loses what the broker drops)")
+    spool_dir: str = Field("runs/station/mqtt", description="messages wait on disk here until the broker has them")
+    spool_max_mb: float = Field(100.0, gt=0, description="above this, new messages are dropped (counted) until the broker is back")
+
+
+class StationConfig(Section):
+    model: ModelConfig
+    source: SourceConfig
+    preprocess: PreprocessConfig = PreprocessConfig()
+    decision: DecisionConfig = DecisionConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    gate: GateConfig = GateConfig()
+    output: OutputConfig = OutputConfig()
+    http: HttpConfig = HttpConfig()
+    mqtt: MqttConfig = MqttConfig()
+
+
+STATION_SECTIONS = tuple(StationConfig.model_fields)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The YAML mapping in `path`; BadInput when unreadable, invalid or not a mapping."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{path}: expected a mapping of sections, got {type(doc).__name__}")
+    return doc
+
+
+def reference_markdown() -> str:
+    """The README's configuration reference: every key of every station section, from the models."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for section, field in StationConfig.model_fields.items():
+        for key, info in field.annotation.model_fields.items():
+            value = info.default
+            default = ("required" if info.is_required() else "null" if value is None else str(value).lower()
+                       if isinstance(value, bool) else f"`{value.encode('unicode_escape').decode()}`"
+                       if isinstance(value, str) else str(value))
+            lines.append(f"| `{section}.{key}` | {default} | {info.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict]:
+    """`section.key=value` strings (values read as YAML) as {section: {key: value}}."""
+    overrides: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not (sep and dot and section and name):
+            raise BadInput(f"--set {item}: expected SECTION.KEY=VALUE, e.g. source.realtime=false")
+        try:
+            overrides.setdefault(section, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise BadInput(f"--set {item}: the value is not valid YAML") from None
+    return overrides
+
+
+def load_station_config(path: str | Path, overrides: dict[str, dict] | None = None) -> StationConfig:
+    """The station sections of the config file, with command-line overrides merged in."""
+    doc = {k: v for k, v in read_yaml(path).items() if k not in ("train", "eval")}
+    for section, values in (overrides or {}).items():
+        doc[section] = {**(doc.get(section) or {}), **values}
+    try:
+        return StationConfig.model_validate(doc)
+    except ValidationError as exc:
+        raise BadInput(f"{path}: {describe(exc.errors()[0])}") from None

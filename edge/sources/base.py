@@ -1,0 +1,76 @@
+"""What every source hands out and the interface it keeps: Frame, Gap, CameraSettings, Source."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Frame:
+    """One captured image and when it was captured, or why there is no image to judge."""
+
+    seq: int
+    t_capture: float  # time.monotonic() seconds
+    image: np.ndarray | None  # HxWx3 RGB uint8; None when `error` says why it cannot be judged
+    source: str  # the image file of a folder or glob, else the source's name
+    error: str | None = None
+    frame_id: int | None = None  # the source's own number: index in the file or folder, frames the camera delivered
+
+
+@dataclass
+class Gap:
+    """A time the source gave no frames, and why."""
+
+    t_start: float
+    t_end: float
+    reason: str
+
+
+@dataclass
+class CameraSettings:
+    """Capture settings applied to cameras when given (None: the device's own)."""
+
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    exposure: float | None = None
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 10.0
+    stall_s: float | None = None  # live: no frame for this long is a stall (None: LiveSource.stall_s's rule)
+    realtime: bool = False  # files: hand frames out at the file's frame rate, like a camera
+
+
+class Source:
+    """The interface: `read()` the next frame or None at the end; `close()`; `gaps`; `live`; `reconnecting`;
+    `stalled`; `unreadable` (frames handed out with an error instead of an image)."""
+
+    live = False
+    reconnecting = False  # True while an outage is being handled (the source reopens with backoff)
+    stalled = False  # True while no frame came for the stall time
+    unreadable = 0
+
+    def __init__(self, name: str):
+        self.name = name
+        self.gaps: list[Gap] = []
+        self.next_seq = 0
+
+    def _frame(self, image: np.ndarray | None, t_capture: float | None = None, frame_id: int | None = None,
+               source: str | None = None, error: str | None = None) -> Frame:
+        frame = Frame(self.next_seq, time.monotonic() if t_capture is None else t_capture, image,
+                      self.name if source is None else source, error, frame_id)
+        self.next_seq += 1
+        return frame
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device or file."""
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB)
