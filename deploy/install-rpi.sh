@@ -26,6 +26,6 @@ ensure_user
 run install -d -m 0755 "$PREFIX"
 run python3 -m venv --system-site-packages "$VENV"
 run "$VENV/bin/pip" install --constraint "$ROOT/deploy/constraints.txt" "${ROOT}[edge]"
-run "$VENV/bin/python" -I -c "import cv2, picamera2, ai_edge_litert, edge.station; print('imports ok, OpenCV', cv2.__version__)"
+run "$VENV/bin/python" -I -c "import cv2, picamera2, ai_edge_litert, edge.station.run; print('imports ok, OpenCV', cv2.__version__)"
 install_service
 next_steps "picamera2 (or /dev/inspection-camera for a USB camera)"
