@@ -153,7 +153,7 @@ def test_shipped_config_is_valid_and_the_readme_lists_every_key():
     config = load_station_config(root / "config.yaml")
     assert config.model.path == "default" and config.source.realtime  # the bundled model, on the demo video
     assert config.gate.driver == "serial" and config.gate.timing == "delay" and config.gate.port == "runs/demo/plc"
-    assert reference_markdown() in (root / "README.md").read_text()
+    assert reference_markdown() in (root / "docs" / "configuration.md").read_text()
 
 
 def test_tiles_of_a_frame_go_through_one_invoke_with_the_same_result(int8_model):
