@@ -43,7 +43,7 @@ default-model: $(VENV)/.installed
 	cp $(MODEL)/tflite/model_int8.tflite edge/inference/models/surfaces_int8.tflite
 	cp $(MODEL)/tflite/model_int8.json edge/inference/models/surfaces_int8.json
 
-# The daemon benchmark of the README: a 256x256 int8 model (one epoch on synthetic data: speed,
+# The daemon benchmark (docs/benchmarks.md): a 256x256 int8 model (one epoch on synthetic data: speed,
 # not accuracy), 2 threads, on a 256x256 video as fast as it decodes, then paced at 30 fps for the
 # latency, then on a 1920x1080 video in 256x256 tiles. Each run's summary gives its peak RSS.
 BENCH = runs/bench
@@ -61,14 +61,14 @@ bench: $(VENV)/.installed
 	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=true --bench-invoke 200
 	$(RUN_BENCH) --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
 
-# The operator page and MQTT cost (README, "Operator page, metrics and MQTT"): `station run` on the
+# The operator page and MQTT cost (docs/operator-page.md): `station run` on the
 # bench's 256x256 video with the page watched by a client and MQTT into a local mosquitto, against
 # both off, interleaved. Needs mosquitto (apt-get install mosquitto); makes the bench model if missing.
 bench-web: $(VENV)/.installed
 	test -f $(BENCH)/tflite/model_int8.tflite -a -f $(BENCH)/line256.avi || $(MAKE) bench
 	$(BIN)/python -m edge.tools.web_bench --model $(BENCH)/tflite/model_int8.tflite --video $(BENCH)/line256.avi --rounds 5
 
-# The fault soak (README, "Faults"): the station on the demo video served as an MJPEG camera for
+# The fault soak (docs/faults.md): the station on the demo video served as an MJPEG camera for
 # SOAK_MINUTES, with the camera frozen and killed, the PLC killed, the disk filled (a tmpfs, as
 # root) and the page flooded, every two minutes; prints the invariant's figures and RSS drift.
 SOAK_MINUTES ?= 30

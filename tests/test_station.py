@@ -144,7 +144,7 @@ def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(int8_model,
     assert centres == {"all": [0, 2], "roi": [0], "ignore": [0]}
 
 
-def test_shipped_config_is_valid_and_the_readme_lists_every_key():
+def test_shipped_config_is_valid_and_the_docs_list_every_key():
     from pathlib import Path
 
     from edge.core.config import load_station_config, reference_markdown

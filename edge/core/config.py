@@ -238,7 +238,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def reference_markdown() -> str:
-    """The README's configuration reference: every key of every station section, from the models."""
+    """The configuration reference (docs/configuration.md): every key of every station section, from the models."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for section, field in StationConfig.model_fields.items():
         for key, info in field.annotation.model_fields.items():

@@ -213,9 +213,9 @@ def _inject(name: str, camera: Stand, plc: Stand, disk: Path, http_port: int, sc
         time.sleep(3 * scale)
         camera.start()
     elif name.startswith("PLC killed"):
-        plc.kill()
-        time.sleep(2 * scale)
+        plc.kill()  # its link is left dangling, to a pty number the system may hand to the next one who asks
         Path(plc.argv[plc.argv.index("--link") + 1]).unlink(missing_ok=True)
+        time.sleep(2 * scale)
         plc.start()
     elif name.startswith("disk full"):
         filler = _fill(disk)
