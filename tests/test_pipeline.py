@@ -3,10 +3,11 @@ import time
 import numpy as np
 import pytest
 
-from edge.inference.decision import Rules, judge
+from edge.core.config import SourceConfig
 from edge.core.errors import BadInput
+from edge.inference.decision import Rules, judge
+from edge.sources import Gap, LiveSource, Source
 from edge.station.pipeline import Pipeline
-from edge.sources import CameraSettings, Gap, LiveSource, Source
 
 
 class ListSource(Source):
@@ -56,7 +57,7 @@ def test_every_frame_of_a_file_is_judged_in_order():
 
 
 def test_live_source_drops_the_oldest_when_inference_falls_behind_and_rejects_them():
-    source = LiveSource(0, CameraSettings(), opener=FastCamera)
+    source = LiveSource(0, SourceConfig(uri="camera"), opener=FastCamera)
     verdicts = []
 
     def slow_infer(frame):

@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.sources import live as sources
+from edge.core.config import SourceConfig
 from edge.core.errors import BadInput
-from edge.sources import CameraSettings, FileSource, FolderSource, LiveSource, open_source
+from edge.sources import FileSource, FolderSource, LiveSource, open_source
+from edge.sources import live as sources
 
 
 def write_video(path, frames, fps=20.0):
@@ -35,7 +36,7 @@ def test_video_file_gives_every_frame_in_order_as_rgb(tmp_path):
 
 def test_realtime_file_is_paced_at_its_frame_rate(tmp_path):
     path = write_video(tmp_path / "v.avi", [np.zeros((16, 16, 3), np.uint8)] * 6, fps=50.0)
-    source = FileSource(str(path), CameraSettings(realtime=True))
+    source = FileSource(str(path), SourceConfig(uri="camera", realtime=True))
     times = [source.read().t_capture for _ in range(6)]
     assert times[-1] - times[0] >= 5 / 50 * 0.9
 
@@ -85,7 +86,7 @@ class FlakyCamera:
 
 def test_live_source_reconnects_with_backoff_and_reports_the_gap():
     FlakyCamera.opened = 0
-    settings = CameraSettings(reconnect_initial_s=0.01, reconnect_max_s=0.04)
+    settings = SourceConfig(uri="camera", reconnect_initial_s=0.01, reconnect_max_s=0.04)
     source = LiveSource(0, settings, opener=FlakyCamera)
     try:
         deadline = time.monotonic() + 5
@@ -105,7 +106,7 @@ def test_live_source_reconnects_with_backoff_and_reports_the_gap():
 
 def test_live_source_hands_out_the_newest_frame_never_a_stale_one():
     FlakyCamera.opened = 0
-    source = LiveSource(0, CameraSettings(), opener=lambda t: FlakyCamera(t, fail_after=10**9))
+    source = LiveSource(0, SourceConfig(uri="camera"), opener=lambda t: FlakyCamera(t, fail_after=10**9))
     try:
         first = source.read(timeout=1)
         time.sleep(0.1)  # a slow consumer: the camera went on capturing
@@ -155,7 +156,7 @@ def _until(condition, timeout=10.0, source=None):
 def test_stuck_reads_are_left_to_their_threads_and_the_camera_reopened(monkeypatch):
     monkeypatch.setattr(sources, "STUCK_GRACE_S", 0.2)
     cameras = HangingCameras()
-    source = LiveSource(0, CameraSettings(stall_s=0.3, reconnect_initial_s=0.01), opener=cameras)
+    source = LiveSource(0, SourceConfig(uri="camera", stall_s=0.3, reconnect_initial_s=0.01), opener=cameras)
     try:
         assert _until(lambda: len(source.stuck) == sources.MAX_STUCK, source=source)
         assert source.stalled and not source.reconnecting  # given up: the systemd watchdog may restart us
@@ -172,7 +173,7 @@ def test_stuck_reads_are_left_to_their_threads_and_the_camera_reopened(monkeypat
 
 def test_close_returns_while_a_read_hangs_and_never_releases_it_from_another_thread():
     cameras = HangingCameras()
-    source = LiveSource(0, CameraSettings(stall_s=30), opener=cameras)
+    source = LiveSource(0, SourceConfig(uri="camera", stall_s=30), opener=cameras)
     assert _until(lambda: cameras.made[0].reads > 3)
     started = time.monotonic()
     source.close()

@@ -22,21 +22,22 @@ from pathlib import Path
 
 import cv2
 
+from edge.core.config import SourceConfig
 from edge.core.errors import BadInput
-from edge.sources.base import CameraSettings, Frame, Gap, Source
+from edge.sources.base import Frame, Gap, Source
 from edge.sources.files import FileSource, FolderSource, read_image
 from edge.sources.live import LiveSource, has_gstreamer
 
-__all__ = ["CameraSettings", "FileSource", "FolderSource", "Frame", "Gap", "LiveSource", "Source", "open_source",
+__all__ = ["FileSource", "FolderSource", "Frame", "Gap", "LiveSource", "Source", "open_source",
            "read_image"]
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://")
 
 
-def open_source(uri: str, settings: CameraSettings | None = None) -> Source:
+def open_source(uri: str, settings: SourceConfig | None = None) -> Source:
     """The source the string names: camera index or /dev/videoN, URL, GStreamer pipeline,
     "picamera2", a folder or glob of images, or a video file."""
-    settings = settings or CameraSettings()
+    settings = settings or SourceConfig(uri=str(uri))
     uri = str(uri).strip()
     if uri.isdigit():
         return LiveSource(int(uri), settings)

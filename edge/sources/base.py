@@ -1,4 +1,5 @@
-"""What every source hands out and the interface it keeps: Frame, Gap, CameraSettings, Source."""
+"""What every source hands out and the interface it keeps: Frame, Gap, Source. Settings come from
+the config's `source:` section (edge.core.config.SourceConfig)."""
 
 from __future__ import annotations
 
@@ -28,20 +29,6 @@ class Gap:
     t_start: float
     t_end: float
     reason: str
-
-
-@dataclass
-class CameraSettings:
-    """Capture settings applied to cameras when given (None: the device's own)."""
-
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    exposure: float | None = None
-    reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 10.0
-    stall_s: float | None = None  # live: no frame for this long is a stall (None: LiveSource.stall_s's rule)
-    realtime: bool = False  # files: hand frames out at the file's frame rate, like a camera
 
 
 class Source:

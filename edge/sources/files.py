@@ -11,9 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.core.config import SourceConfig
 from edge.core.errors import BadInput
 from edge.evaluation.dataset import IMAGE_SUFFIXES
-from edge.sources.base import CameraSettings, Frame, Source, _to_rgb
+from edge.sources.base import Frame, Source, _to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class FolderSource(Source):
 class FileSource(Source):
     """A video file, every frame in order; `realtime` paces them at the file's frame rate."""
 
-    def __init__(self, path: str, settings: CameraSettings):
+    def __init__(self, path: str, settings: SourceConfig):
         super().__init__(path)
         if not Path(path).is_file():
             raise BadInput(f"source {path}: file not found")

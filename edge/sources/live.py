@@ -16,8 +16,9 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from edge.core.config import SourceConfig
 from edge.core.errors import BadInput
-from edge.sources.base import CameraSettings, Frame, Gap, Source, _to_rgb
+from edge.sources.base import Frame, Gap, Source, _to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class LiveSource(Source):
 
     live = True
 
-    def __init__(self, target: int | str, settings: CameraSettings, opener: Callable = cv2.VideoCapture,
+    def __init__(self, target: int | str, settings: SourceConfig, opener: Callable = cv2.VideoCapture,
                  api: int | None = None):
         super().__init__(str(target))
         self.target, self.settings, self.opener, self.api = target, settings, opener, api

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from edge.core.config import SourceConfig
 from edge.core.errors import BadInput
-from edge.sources.base import CameraSettings, Frame, Source
+from edge.sources.base import Frame, Source
 
 
 class Picamera2Source(Source):
@@ -11,7 +12,7 @@ class Picamera2Source(Source):
 
     live = True
 
-    def __init__(self, settings: CameraSettings):
+    def __init__(self, settings: SourceConfig):
         super().__init__("picamera2")
         try:
             from picamera2 import Picamera2

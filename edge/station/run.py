@@ -34,7 +34,7 @@ from edge.inference.predictors import check_card
 from edge.sinks.results import OverlayStore, ResultsLog
 from edge.inference.runtime import TFLiteModel
 from edge.inference.segment import probability_map
-from edge.sources import CameraSettings, Frame, Gap, open_source
+from edge.sources import Frame, Gap, open_source
 from edge.core.state import CameraState, Counters, DiskState, GapState, StationState
 from edge.station.watchdog import Notifier, supervise
 
@@ -347,7 +347,7 @@ def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) ->
           flush=True)
     source, pipeline, failure, notifier = None, None, None, Notifier.from_environment()
     try:
-        source = open_source(config.source.uri, CameraSettings(**config.source.model_dump(exclude={"uri"})))
+        source = open_source(config.source.uri, config.source)
         print(f"source {config.source.uri} ({type(source).__name__})")
         pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
                             inspector.captured, config.pipeline.queue_size, config.pipeline.max_frames)

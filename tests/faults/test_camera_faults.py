@@ -16,12 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.sources import CameraSettings, LiveSource, open_source
+from edge.core.config import SourceConfig
+from edge.sources import LiveSource, open_source
 
 ROOT = Path(__file__).resolve().parents[2]
 FPS = 20
 STALL_S = 1.0
-SETTINGS = CameraSettings(stall_s=STALL_S, reconnect_initial_s=0.2, reconnect_max_s=1.0)
+SETTINGS = SourceConfig(uri="camera", stall_s=STALL_S, reconnect_initial_s=0.2, reconnect_max_s=1.0)
 
 
 class Camera:
@@ -117,9 +118,10 @@ def test_a_camera_that_dies_and_comes_back_is_a_gap_and_a_reconnect(cameras):
 
 STATION = """
 import signal, sys, time
-from edge.sources import CameraSettings, open_source
+from edge.core.config import SourceConfig
+from edge.sources import open_source
 
-source = open_source(sys.argv[1], CameraSettings(stall_s=float(sys.argv[2])))
+source = open_source(sys.argv[1], SourceConfig(uri="camera", stall_s=float(sys.argv[2])))
 stopping = []
 
 def stop(signum, frame):  # as the station's handlers do: pipeline.stop() closes a live source
