@@ -15,7 +15,7 @@ import sys
 from edge import __version__
 from edge.core.config import STATION_SECTIONS, read_yaml
 from edge.core.errors import BadInput
-from edge.evaluation.metrics import MIN_AREA_PX
+from edge.core.config import MIN_AREA_PX
 
 COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--config", default=None, help="YAML file: its section named after the verb sets the defaults")

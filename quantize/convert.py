@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -24,7 +23,7 @@ import tensorflow as tf
 from edge.core.card import ModelCard
 from edge.evaluation.dataset import list_samples, read_image, read_mask
 from edge.core.errors import BadInput
-from edge.inference.segment import cut_tiles, to_channels
+from edge.inference.segment import cut_tiles, resize_input
 
 FORMATS = ("int8", "float16", "float32")
 
@@ -59,8 +58,7 @@ def calibration_tiles(data: str | Path, card: ModelCard, count: int = 200, seed:
         image = read_image(sample.image, spec.channels)
         mask = read_mask(sample, image.shape[:2]) if sample.label is not None else np.zeros(image.shape[:2], np.uint8)
         if card.preprocess.mode == "resize":
-            small = cv2.resize(to_channels(image, spec.channels), (spec.width, spec.height), interpolation=cv2.INTER_AREA)
-            tiles, flags = [small.reshape(spec.height, spec.width, spec.channels)], [bool(mask.any())]
+            tiles, flags = [resize_input(image, spec)], [bool(mask.any())]
         else:
             tiles, origins = cut_tiles(image, card)
             flags = [bool(mask[y : y + spec.height, x : x + spec.width].any()) for y, x in origins]

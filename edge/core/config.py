@@ -23,6 +23,9 @@ from edge.core.errors import BadInput
 from edge.core.schema import describe, one_of
 
 
+MIN_AREA_PX = 10  # the default smallest region that rejects, for the station, eval and bench alike
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -65,7 +68,7 @@ class PreprocessConfig(Section):
 
 class DecisionConfig(Section):
     threshold: float | None = Field(None, gt=0, lt=1, description="probability threshold (default: the card's)")
-    min_area_px: int = Field(10, ge=1, description="smallest defect region, in pixels, that rejects")
+    min_area_px: int = Field(MIN_AREA_PX, ge=1, description="smallest defect region, in pixels, that rejects")
     min_area_mm2: float | None = Field(None, ge=0, description="smallest defect area in mm2 (needs mm_per_px)")
     mm_per_px: float | None = Field(None, gt=0, description="calibration: millimetres per pixel")
     cleanup_px: int = Field(0, ge=0, description="morphological opening size that removes specks (0: none)")

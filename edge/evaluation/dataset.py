@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 
 from edge.core.errors import BadInput
+from edge.core.images import list_images, read_image_file
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"valid": "val", "validation": "val"}  # as some public datasets (DeepCrack) name it
 
@@ -64,9 +64,7 @@ def list_samples(root: str | Path, split: str | None = None) -> list[Sample]:
         raise BadInput(f"{root}: dataset folder not found")
     if not images_dir.is_dir():
         raise BadInput(f"{images_dir}: folder not found (a dataset needs images/ and masks/)")
-    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise BadInput(f"{images_dir}: no images found (expected {', '.join(IMAGE_SUFFIXES)})")
+    images = list_images(images_dir)
     index_path = root / "index.csv"
     index = _read_index(index_path) if index_path.is_file() else None
     samples = []
@@ -89,11 +87,10 @@ def list_samples(root: str | Path, split: str | None = None) -> list[Sample]:
 
 
 def read_image(path: str | Path, channels: int) -> np.ndarray:
-    """An image as uint8 HxWxC, C = 1 (gray) or 3 (RGB); BadInput if unreadable."""
-    flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-    image = cv2.imread(str(path), flag)
+    """An image as uint8 HxWxC, C = 1 (gray) or 3 (RGB); BadInput if unreadable or truncated."""
+    image, error = read_image_file(path, cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR)
     if image is None:
-        raise BadInput(f"{path}: unreadable image (corrupt or not an image)")
+        raise BadInput(f"{path}: unreadable image ({error})")
     return image[..., None] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from edge.core.card import ModelCard
 from edge.evaluation.dataset import list_samples, read_pairs
-from edge.evaluation.metrics import MIN_AREA_PX, evaluate_maps
+from edge.core.config import MIN_AREA_PX
+from edge.evaluation.metrics import evaluate_maps
 from edge.inference.predictors import load_predictor
 from edge.inference.segment import Predict, probability_map
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edge.core.config import MIN_AREA_PX
 from edge.inference.decision import Rules, find_defects
 
 BINS = 1000
-MIN_AREA_PX = 10  # default smallest predicted region that rejects an image
 
 
 def _ratio(num: float, den: float, empty: float) -> float:

@@ -16,13 +16,15 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from edge.core.config import MIN_AREA_PX
+
 
 @dataclass(frozen=True)
 class Rules:
     """What counts as a defect."""
 
     threshold: float = 0.5
-    min_area_px: int = 10
+    min_area_px: int = MIN_AREA_PX
     min_area_mm2: float | None = None
     mm_per_px: float | None = None
     cleanup_px: int = 0  # side of the morphological opening that removes specks; 0 = none

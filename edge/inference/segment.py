@@ -16,7 +16,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from edge.core.card import ModelCard
+from edge.core.card import InputSpec, ModelCard
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -73,12 +73,17 @@ def stitch(probs: np.ndarray, origins: list[tuple[int, int]], shape: tuple[int, 
     return out[: shape[0], : shape[1]]
 
 
+def resize_input(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """A whole image as one model input (h, w, C): `resize` mode's pre-processing."""
+    small = cv2.resize(to_channels(image, spec.channels), (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+    return small.reshape(spec.height, spec.width, spec.channels)
+
+
 def probability_map(image: np.ndarray, predict: Predict, card: ModelCard) -> np.ndarray:
     """The HxW defect probability of an RGB or gray uint8 image."""
     spec = card.input
     if card.preprocess.mode == "resize":
-        small = cv2.resize(to_channels(image, spec.channels), (spec.width, spec.height), interpolation=cv2.INTER_AREA)
-        prob = predict(small.reshape(1, spec.height, spec.width, spec.channels))[0]
+        prob = predict(resize_input(image, spec)[None])[0]
         return cv2.resize(prob.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
     tiles, origins = cut_tiles(image, card)
     return stitch(predict(tiles), origins, image.shape[:2], card.preprocess.stitch)

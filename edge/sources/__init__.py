@@ -25,11 +25,10 @@ import cv2
 from edge.core.config import SourceConfig
 from edge.core.errors import BadInput
 from edge.sources.base import Frame, Gap, Source
-from edge.sources.files import FileSource, FolderSource, read_image
+from edge.sources.files import FileSource, FolderSource
 from edge.sources.live import LiveSource, has_gstreamer
 
-__all__ = ["FileSource", "FolderSource", "Frame", "Gap", "LiveSource", "Source", "open_source",
-           "read_image"]
+__all__ = ["FileSource", "FolderSource", "Frame", "Gap", "LiveSource", "Source", "open_source"]
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://")
 

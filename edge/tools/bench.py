@@ -28,11 +28,13 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.core.card import ModelCard
-from edge.evaluation.dataset import IMAGE_SUFFIXES, Sample, list_samples, read_image, read_mask
+from edge.core.images import list_images
+from edge.evaluation.dataset import Sample, list_samples, read_image, read_mask
 from edge.inference.decision import Rules, find_defects
 from edge.tools.device import device_facts, memory_mb
 from edge.core.errors import BadInput
-from edge.evaluation.metrics import MIN_AREA_PX, evaluate_maps
+from edge.core.config import MIN_AREA_PX
+from edge.evaluation.metrics import evaluate_maps
 from edge.inference.models import resolve
 from edge.inference.runtime import RUNTIMES, TFLiteModel, runtime_installed, runtime_version
 from edge.inference.segment import probability_map
@@ -163,9 +165,7 @@ def bench_samples(data: str | Path, split: str) -> tuple[list[Sample], bool]:
     """
     root = Path(data)
     if root.is_dir() and not (root / "images").is_dir():
-        images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not images:
-            raise BadInput(f"{root}: no images found (expected {', '.join(IMAGE_SUFFIXES)}, or images/ and masks/)")
+        images = list_images(root, hint=", or images/ and masks/")
         return [Sample(p.stem, p, None, "test") for p in images], False
     samples = list_samples(root)
     unlabelled = [s for s in samples if s.label is None]
