@@ -18,7 +18,7 @@ from edge.core.card import ModelCard
 from edge.evaluation.dataset import list_samples, read_pairs
 from edge.core.config import MIN_AREA_PX
 from edge.evaluation.metrics import evaluate_maps
-from edge.inference.predictors import load_predictor
+from edge.inference.predictors import load_model
 from edge.inference.segment import Predict, probability_map
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def evaluate_model(
     num_threads: int = 2,
 ) -> dict:
     """Metrics of the model file on one split of `data`, with what was measured."""
-    predict, card = load_predictor(model, num_threads)
+    loaded = load_model(model, num_threads)
+    predict, card = loaded.predict, loaded.card
     pairs, skipped = read_pairs(list_samples(data, split), card.input.channels, skip_bad)
     probs = predict_maps([image for _, image, _ in pairs], predict, card, progress)
     report = evaluate_maps(probs, [mask for _, _, mask in pairs], card.threshold if threshold is None else threshold, min_area_px)

@@ -1,6 +1,8 @@
-"""Load a model file as a `predict` function: uint8 batch (N, h, w, C) -> probabilities (N, h, w).
+"""The one model loader: a model file as a `predict` function, uint8 batch (N, h, w, C) ->
+probabilities (N, h, w), with its card checked against the file (station, eval and bench alike).
 
-    predict, card = load_predictor("runs/crack/model.keras")
+    loaded = load_model("runs/crack/model.keras")      # or a .tflite file, or "default"
+    loaded.predict(tiles), loaded.card, loaded.tflite   # tflite: the TFLiteModel of a .tflite file
 
 `.tflite` files run on the edge's TFLite runtime; `.keras` files need Keras (the `train` extra),
 imported only when asked for, so the edge runtime itself never imports TensorFlow.
@@ -8,6 +10,7 @@ imported only when asked for, so the edge runtime itself never imports TensorFlo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ import numpy as np
 from edge.core.card import ModelCard
 from edge.core.errors import BadInput
 from edge.inference.models import resolve
+from edge.inference.runtime import TFLiteModel
 from edge.inference.segment import Predict
 
 KERAS_BATCH = 16
@@ -54,18 +58,26 @@ def keras_predict(model) -> Predict:
     return predict
 
 
-def load_predictor(path: str | Path, num_threads: int = 2) -> tuple[Predict, ModelCard]:
-    """The model at `path` (or `default`, the bundled one) as a predict function, with its card."""
+@dataclass
+class LoadedModel:
+    path: Path
+    card: ModelCard
+    predict: Predict
+    tflite: TFLiteModel | None  # None for a .keras model
+
+
+def load_model(path: str | Path, num_threads: int = 2, runtime: str | None = None, delegate: str | None = None,
+               suffixes: tuple[str, ...] = (".tflite", ".keras")) -> LoadedModel:
+    """The model at `path` (or `default`, the bundled one) on the TFLite `runtime` (auto: LiteRT first),
+    its card read and checked against it; BadInput for a file of another kind than `suffixes`."""
     path = resolve(path)
+    if path.suffix not in suffixes:
+        raise BadInput(f"{path}: unsupported model file (expected {' or '.join(suffixes)})")
     if not path.is_file():
         raise BadInput(f"{path}: model file not found")
     card = ModelCard.load(path)
     if path.suffix == ".keras":
-        return _keras_predictor(path, card), card
-    if path.suffix == ".tflite":
-        from edge.inference.runtime import TFLiteModel
-
-        model = TFLiteModel(path, num_threads)
-        check_card(path, card, tuple(model.input["shape"][1:]))
-        return model.predict, card
-    raise BadInput(f"{path}: unsupported model file (expected .keras or .tflite)")
+        return LoadedModel(path, card, _keras_predictor(path, card), None)
+    model = TFLiteModel(path, num_threads, runtime, delegate)
+    check_card(path, card, tuple(model.input["shape"][1:]))
+    return LoadedModel(path, card, model.predict, model)

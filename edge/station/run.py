@@ -22,17 +22,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge.core.card import ModelCard, check_overlap
+from edge.core.card import check_overlap
 from edge.core.config import StationConfig, load_station_config, parse_overrides
 from edge.inference.decision import Rules, Verdict, judge
 from edge.tools.device import memory_mb
 from edge.core.errors import BadInput
 from edge.gate import Gate, Outcome, open_driver
-from edge.inference.models import resolve
 from edge.station.pipeline import Pipeline, Stats
-from edge.inference.predictors import check_card
+from edge.inference.predictors import load_model
 from edge.sinks.results import OverlayStore, ResultsLog
-from edge.inference.runtime import TFLiteModel
 from edge.inference.segment import probability_map
 from edge.sources import Frame, Gap, open_source
 from edge.core.state import CameraState, Counters, DiskState, GapState, StationState
@@ -50,10 +48,9 @@ class Inspector:
 
     def __init__(self, config: StationConfig, tee: Callable[[dict], None] | None = None):
         self.config = config
-        path = resolve(config.model.path)
-        self.model = TFLiteModel(path, config.model.threads, config.model.runtime, config.model.delegate)
-        card = ModelCard.load(path)
-        check_card(path, card, tuple(self.model.input["shape"][1:]))
+        m = config.model
+        loaded = load_model(m.path, m.threads, m.runtime, m.delegate, suffixes=(".tflite",))
+        self.model, card = loaded.tflite, loaded.card
         pre = config.preprocess
         if pre.mode != "card":
             card.preprocess.mode = pre.mode

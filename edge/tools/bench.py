@@ -36,7 +36,8 @@ from edge.core.errors import BadInput
 from edge.core.config import MIN_AREA_PX
 from edge.evaluation.metrics import evaluate_maps
 from edge.inference.models import resolve
-from edge.inference.runtime import RUNTIMES, TFLiteModel, runtime_installed, runtime_version
+from edge.inference.runtime import RUNTIMES, runtime_installed, runtime_version
+from edge.inference.predictors import load_model
 from edge.inference.segment import probability_map
 
 
@@ -56,17 +57,13 @@ class Job:
 
 def _load(job: Job):
     """(predict, one model-sized input, card) for the job's model on its runtime."""
-    card = ModelCard.load(job.model)
     if job.runtime == "keras":
         # read by TensorFlow when the backend starts (this is a fresh process); other backends ignore them
         os.environ.update(TF_NUM_INTRAOP_THREADS=str(job.threads), TF_NUM_INTEROP_THREADS="1")
-        from edge.inference.predictors import load_predictor
-
-        predict, card = load_predictor(job.model)
-        spec = card.input
-        return predict, np.zeros((1, spec.height, spec.width, spec.channels), np.uint8), card
-    model = TFLiteModel(job.model, job.threads, job.runtime)
-    return model.predict, np.zeros(model.input["shape"], np.uint8), card
+    loaded = load_model(job.model, job.threads, None if job.runtime == "keras" else job.runtime)
+    spec = loaded.card.input
+    shape = loaded.tflite.input["shape"] if loaded.tflite else (1, spec.height, spec.width, spec.channels)
+    return loaded.predict, np.zeros(shape, np.uint8), loaded.card
 
 
 def _timed(fn, *args) -> float:
