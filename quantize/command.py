@@ -17,10 +17,17 @@ import tempfile
 from pathlib import Path
 
 from edge.core.card import ModelCard
-from edge.evaluation.dataset import list_samples, read_pairs
 from edge.core.errors import BadInput
+from edge.evaluation.dataset import list_samples, read_pairs
+from edge.inference.predictors import load_keras
 from edge.inference.runtime import TFLiteModel
-from quantize.convert import FORMATS, calibration_tiles, converter, export_saved_model, load_keras, uint8_threshold
+from quantize.convert import (
+    FORMATS,
+    calibration_tiles,
+    converter,
+    export_saved_model,
+    uint8_threshold,
+)
 from quantize.debug import layer_errors, selective_int8
 from quantize.verify import report_markdown, verify
 

@@ -1,6 +1,6 @@
 """Keras -> TFLite: float32, float16 and full-integer int8 with uint8 input and output.
 
-    model = load_keras("runs/crack/model.keras")
+    model = load_keras("runs/crack/model.keras")      # edge.inference.predictors.load_keras
     saved = export_saved_model(model, tmpdir)                      # fixed batch 1, fixed size
     tiles = calibration_tiles("data/crack", card, count=200)        # as the edge pre-processes
     Path("model_int8.tflite").write_bytes(convert(saved, "int8", tiles))
@@ -22,25 +22,9 @@ import tensorflow as tf
 
 from edge.core.card import ModelCard
 from edge.evaluation.dataset import list_samples, read_image, read_mask
-from edge.core.errors import BadInput
 from edge.inference.segment import cut_tiles, resize_input
 
 FORMATS = ("int8", "float16", "float32")
-
-
-def load_keras(path: str | Path) -> keras.Model:
-    """A trained segmentation model; BadInput when the file is no Keras model or takes no image."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: model file not found")
-    try:
-        model = keras.saving.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a file that is not a model
-        raise BadInput(f"{path}: not a Keras model ({type(exc).__name__})") from None
-    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else ()
-    if len(shape) != 4 or shape[3] not in (1, 3) or None in shape[1:]:
-        raise BadInput(f"{path}: input {shape} is not an image (expected (batch, height, width, 1 or 3))")
-    return model
 
 
 def export_saved_model(model: keras.Model, directory: str | Path) -> str:

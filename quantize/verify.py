@@ -19,6 +19,7 @@ from edge.evaluation.metrics import evaluate_maps
 from edge.inference.predictors import keras_predict
 from edge.inference.runtime import TFLiteModel
 
+
 def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard) -> dict[str, dict]:
     """Metrics of the Keras model and of each TFLite file on the same images and threshold."""
     images, masks = [p[1] for p in pairs], [p[2] for p in pairs]

@@ -102,7 +102,7 @@ def _dense_model(path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (_text_file, "not a Keras model"),
+    (_text_file, "not a loadable Keras model"),
     (_dense_model, "is not an image"),
 ])
 def test_bad_models_exit_2(synth_rgb, tmp_path, capsys, make, message):

@@ -31,15 +31,28 @@ def check_card(path: Path, card: ModelCard, shape: tuple) -> None:
         raise BadInput(f"{ModelCard.path_for(path)}: card says input {expected}, the model takes {actual}")
 
 
-def _keras_predictor(path: Path, card: ModelCard) -> Predict:
+def load_keras(path: str | Path):
+    """A trained segmentation model (keras.Model); BadInput when Keras is missing, or the file is no
+    Keras model or takes no image. Keras is imported here only: the device never gets here."""
     try:
         import keras
     except ImportError:
         raise BadInput(f"{path}: .keras models need Keras; install the train extra (pip install .[train])") from None
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: model file not found")
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a file that is not a model
         raise BadInput(f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    shape = tuple(model.input_shape) if not isinstance(model.input_shape, list) else ()
+    if len(shape) != 4 or shape[3] not in (1, 3) or None in shape[1:]:
+        raise BadInput(f"{path}: input {shape} is not an image (expected (batch, height, width, 1 or 3))")
+    return model
+
+
+def _keras_predictor(path: Path, card: ModelCard) -> Predict:
+    model = load_keras(path)
     check_card(path, card, tuple(model.input_shape[1:]))
     return keras_predict(model)
 
