@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.inference.decision import Verdict
 from edge.core.errors import BadInput
+from edge.inference.decision import Verdict
 from edge.sources import Frame, Gap, Source
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,35 @@ class Stats:
         """The q-th percentile of the last WINDOW values (NaN before the first)."""
         return float(np.percentile(values, q)) if values else float("nan")
 
+    def ms(self, values: deque[float], q: float) -> float | None:
+        """The q-th percentile rounded for a record, None before the first value."""
+        return round(self.percentile(values, q), 2) if values else None
+
     def line(self) -> str:
         """The one-line live status."""
         return (f"{self.fps():6.1f} fps | latency p50 {self.percentile(self.latency_ms, 50):6.1f} ms "
                 f"p99 {self.percentile(self.latency_ms, 99):6.1f} ms | frames {self.judged} | "
                 f"rejects {self.rejects} | drops {self.dropped}")
+
+
+@dataclass
+class RunSummary:
+    """A run's figures, as the `stopped` record at the end of the results log also holds them."""
+
+    captured: int
+    frames: int
+    rejects: int
+    dropped: int
+    fps: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    inference_p50_ms: float | None
+    gate: dict[str, int]
+
+    @classmethod
+    def of(cls, stats: Stats, gate: dict[str, int]) -> RunSummary:
+        return cls(stats.captured, stats.judged, stats.rejects, stats.dropped, round(stats.fps(), 2),
+                   stats.ms(stats.latency_ms, 50), stats.ms(stats.latency_ms, 99), stats.ms(stats.infer_ms, 50), gate)
 
 
 class Pipeline:

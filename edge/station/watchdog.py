@@ -20,8 +20,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from edge.station.pipeline import Stats
 from edge.sources import Source
+from edge.station.pipeline import Stats
 
 log = logging.getLogger(__name__)
 

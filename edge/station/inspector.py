@@ -1,0 +1,207 @@
+"""The per-frame work of the station: segment, decide, tell the gate, record what it did.
+
+    inspector = Inspector(config)                     # model, card, rules, results log, gate
+    prob = inspector.segment(frame); verdict = inspector.decide(frame, prob, timing, reason)
+    inspector.record(frame, prob, verdict)            # the frame's one record
+    inspector.close(why, stats)                       # frames still owed: fail-safe, recorded
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from edge.core.card import check_overlap
+from edge.core.config import StationConfig
+from edge.core.errors import BadInput
+from edge.gate import Gate, Outcome, open_driver
+from edge.inference.decision import Rules, Verdict, judge
+from edge.inference.predictors import load_model
+from edge.inference.segment import probability_map
+from edge.sinks.results import OverlayStore, ResultsLog
+from edge.sources import Frame, Gap
+from edge.station.pipeline import RunSummary, Stats
+
+log = logging.getLogger(__name__)
+
+
+class Inspector:
+    """The per-frame work of the station, built from its configuration and the model card.
+
+    Every frame the source hands out is entered in `in_flight` at capture and leaves it with its
+    one record: its verdict, or at `close` a fail-safe one. The record says what the gate did.
+    """
+
+    def __init__(self, config: StationConfig, tee: Callable[[dict], None] | None = None):
+        self.config = config
+        m = config.model
+        loaded = load_model(m.path, m.threads, m.runtime, m.delegate, suffixes=(".tflite",))
+        self.model, card = loaded.tflite, loaded.card
+        pre = config.preprocess
+        if pre.mode != "card":
+            card.preprocess.mode = pre.mode
+        card.preprocess.overlap = card.preprocess.overlap if pre.overlap is None else pre.overlap
+        card.preprocess.stitch = pre.stitch or card.preprocess.stitch
+        try:
+            check_overlap(card.preprocess.overlap, card.input)
+        except ValueError as exc:
+            raise BadInput(f"preprocess.overlap: {exc}") from None
+        self.card = card
+        d = config.decision
+        self.rules = Rules(card.threshold if d.threshold is None else d.threshold, d.min_area_px, d.min_area_mm2,
+                           d.mm_per_px, d.cleanup_px)
+        self.ignore = self._ignore_mask(pre.ignore_mask)
+        out = config.output
+        self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups, out.buffered_records, tee)
+        self.overlays = OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20)) if out.overlays_dir else None
+        self.tiles_per_frame = 0  # model inputs per frame, as last seen
+        self.gate = Gate(config.gate, open_driver(config.gate), self.results.write)
+        self.in_flight: dict[int, Frame] = {}  # captured, not yet recorded: seq -> the frame without its image
+        self.publisher = None  # edge.sinks.mqtt.Publisher when mqtt.host is set
+        self.observers: list = []  # each gets verdict(frame, prob, verdict, record) for every recorded frame
+        self.sink_errors: dict[str, int] = {}
+        self.disk_alarmed = False
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        self.tiles_per_frame = len(batch)
+        return self.model.predict(batch)
+
+    @staticmethod
+    def _ignore_mask(path: str | None) -> np.ndarray | None:
+        if path is None:
+            return None
+        mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise BadInput(f"preprocess.ignore_mask: {path} is not a readable image")
+        return mask > 0
+
+    def captured(self, frame: Frame) -> None:
+        """The pipeline's capture callback: the frame is owed a record, and the gate a verdict."""
+        self.in_flight[frame.seq] = dataclasses.replace(frame, image=None)
+        self.gate.expect(frame.seq, frame.t_capture)
+
+    def segment(self, frame: Frame) -> np.ndarray:
+        """The frame's defect probability map (full frame size; zero outside the ROI)."""
+        roi = self.config.preprocess.roi
+        if roi is None:
+            return probability_map(frame.image, self._predict, self.card)
+        x, y, w, h = roi
+        height, width = frame.image.shape[:2]
+        if x + w > width or y + h > height:
+            raise BadInput(f"preprocess.roi {list(roi)} does not fit in the {width}x{height} frame")
+        prob = np.zeros((height, width), np.float32)
+        prob[y : y + h, x : x + w] = probability_map(frame.image[y : y + h, x : x + w], self._predict, self.card)
+        return prob
+
+    def decide(self, frame: Frame, prob: np.ndarray | None, timing: dict[str, float], reason: str) -> Verdict:
+        ignore = self.ignore
+        if ignore is not None and prob is not None and ignore.shape != prob.shape:
+            raise BadInput(f"preprocess.ignore_mask: {ignore.shape[::-1]} is not the frame size {prob.shape[::-1]}")
+        try:
+            verdict = judge(frame.seq, frame.t_capture, prob, self.rules, timing, ignore, reason)
+        except Exception as exc:  # noqa: BLE001 (a frame that cannot be judged is rejected, the station goes on)
+            log.exception("decision failed on frame %d", frame.seq)
+            verdict = judge(frame.seq, frame.t_capture, None, self.rules, timing, reason=f"not judged: {exc!r}")
+        return verdict
+
+    def lanes(self, verdict: Verdict, width: int) -> list[int]:
+        """The gate lanes (1..N, across the frame width) holding the verdict's kept defects."""
+        n = self.config.gate.lanes
+        return sorted({min(int(d.centroid[0] / width * n), n - 1) + 1 for d in verdict.defects if d.kept})
+
+    def record(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict) -> bool:
+        """Tell the gate; record what it did (results log, reject overlay, observers); True unless accepted."""
+        width = frame.image.shape[1] if frame.image is not None else 1
+        outcome = self.gate.verdict(verdict.seq, frame.t_capture, verdict.reject, self.lanes(verdict, width),
+                                    verdict.reason, judged=prob is not None)
+        record = self._record(self.in_flight.pop(frame.seq, frame), outcome, verdict)
+        if outcome.verdict != "accept" and self.overlays is not None and prob is not None:
+            self.overlays.save(frame.image, prob >= self.rules.threshold, verdict.defects, f"{verdict.seq:08d}")
+        for observer in self.observers:
+            try:
+                observer.verdict(frame, prob, verdict, record)
+            except Exception:  # noqa: BLE001 (a failing sink is logged and counted; inspection goes on)
+                name = type(observer).__name__
+                self.sink_errors[name] = self.sink_errors.get(name, 0) + 1
+                if self.sink_errors[name] == 1 or self.sink_errors[name] % 1000 == 0:
+                    log.exception("%s failed (%d times so far)", name, self.sink_errors[name])
+        return outcome.verdict != "accept"
+
+    def _record(self, frame: Frame, outcome: Outcome, verdict: Verdict | None = None) -> dict:
+        """The frame's one results-log record: what the gate did with it, and what the model found."""
+        record = {
+            "seq": frame.seq,
+            "time": datetime.datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            "t_capture": round(frame.t_capture, 6),
+            "source": frame.source,
+            "frame_id": frame.frame_id,
+            "verdict": outcome.verdict,
+            "reason": outcome.reason,
+            "defects": [d.to_json() for d in verdict.defects if d.kept] if verdict else [],
+            "latency_ms": {"capture_to_verdict": round((time.monotonic() - frame.t_capture) * 1000, 2),
+                           **{k: round(v, 2) for k, v in (verdict.timing if verdict else {}).items()}},
+            "model": self.model.path.name,
+        }
+        if outcome.late_verdict is not None:
+            record["late_verdict"] = outcome.late_verdict
+        self.results.write(record)
+        return record
+
+    def record_gap(self, gap: Gap) -> None:
+        """A source outage goes into the results log as it is reported."""
+        self.results.write({"event": "source_gap", "t_start": round(gap.t_start, 6), "t_end": round(gap.t_end, 6),
+                            "seconds": round(gap.t_end - gap.t_start, 3), "reason": gap.reason})
+
+    def check_disk(self) -> None:
+        """Called with every status update: a results log that cannot be written sends the stop-line
+        alarm once per episode when output.alarm_on_write_failure is set."""
+        state = self.results.state()
+        if state.ok:
+            self.disk_alarmed = False
+        elif self.config.output.alarm_on_write_failure and not self.disk_alarmed:
+            self.disk_alarmed = True
+            self.gate.alarm(f"results log not written: {state.error}")
+
+    def open_observers(self, status) -> None:
+        """Start the MQTT publisher and the operator page when the config asks for them; `status()`
+        gives them the running station's snapshot (see `snapshot`)."""
+        if self.config.mqtt.host:
+            from edge.sinks.mqtt import Publisher
+
+            self.publisher = Publisher(self.config.mqtt, status)
+            self.observers.append(self.publisher)
+            print(f"mqtt {self.config.mqtt.host}:{self.config.mqtt.port}, topic {self.publisher.topic}, "
+                  f"spool {self.config.mqtt.spool_dir}", flush=True)
+        if self.config.http.port is not None:
+            from edge.sinks.web import OperatorPage
+
+            page = OperatorPage(self.config.http, status, self.rules.threshold)
+            self.observers.append(page)
+            print(f"operator page {page.url}", flush=True)
+
+    def close(self, why: str, stats: Stats | None) -> dict[str, int]:
+        """Stop the observers; every frame still without a record is handled fail-safe by the gate (`why`
+        it was never judged) and recorded; let the gate fire what is due; end the log with a `stopped`
+        record (the run's figures, RunSummary's). Returns the gate's reject counts."""
+        for observer in self.observers:
+            try:
+                observer.close()
+            except Exception:  # noqa: BLE001
+                log.exception("%s failed to close", type(observer).__name__)
+        outcomes = self.gate.abandon(why)
+        unjudged = len(self.in_flight)
+        for seq, frame in sorted(self.in_flight.items()):
+            self._record(frame, outcomes.get(seq) or Outcome(self.config.gate.on_missing_verdict, f"fail-safe: {why}", False))
+        self.in_flight.clear()
+        counts = self.gate.close()
+        figures = dataclasses.asdict(RunSummary.of(stats or Stats(), counts))
+        self.results.write({"event": "stopped", "why": why, **figures, "unjudged_at_stop": unjudged,
+                            "failsafe_frames": self.gate.failsafe_frames})
+        self.results.close()
+        return counts
