@@ -40,9 +40,13 @@ class InputSpec:
     height: Size
     width: Size
     channels: one_of(1, 3)  # 1 (grayscale) or 3 (RGB)
-    color_order: Literal["RGB", "GRAY"] = "RGB"
-    scaling: str = "raw 0-255; the model scales inside"
+    color_order: Literal["RGB", "GRAY"] = "RGB"  # GRAY exactly when channels is 1
+    scaling: Literal["raw 0-255; the model scales inside"] = "raw 0-255; the model scales inside"  # all the device does
     dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if (self.color_order == "GRAY") != (self.channels == 1):
+            raise ValueError(f"color_order {self.color_order} does not go with {self.channels} channel(s)")
 
 
 @dataclass

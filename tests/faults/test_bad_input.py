@@ -95,6 +95,8 @@ BAD = [
     ({}, _card("input.height", -128), "model.json: input.height: expected greater than or equal to 1, got -128"),
     ({}, _card("input.channels", 2), "model.json: input.channels: expected 1 or 3, got 2"),
     ({}, _card("input.channels", True), "model.json: input.channels: expected 1 or 3, got True"),
+    ({}, _card("input.color_order", "GRAY"), "model.json: input: color_order GRAY does not go with 3 channel(s)"),
+    ({}, _card("input.scaling", "0-1"), "model.json: input.scaling: expected 'raw 0-255; the model scales inside', got '0-1'"),
     ({}, _card("model_sha256", OTHER_SHA256),
      f"model.json: written for another model file (sha256 {OTHER_SHA256} != {file_sha256(DEFAULT_MODEL)})"),
 ]
