@@ -1,3 +1,4 @@
+import sys
 import threading
 import time
 import types
@@ -202,3 +203,42 @@ def test_missing_file_and_picamera2_are_clear_errors(tmp_path):
         open_source(str(tmp_path / "bad.mp4"))
     with pytest.raises(BadInput, match="picamera2 is not installed"):
         open_source("picamera2")
+
+
+def test_picamera2_reopens_after_a_failed_capture_and_records_the_gap(monkeypatch):
+    """picamera2 and a Pi camera cannot exist here: a stand-in module with picamera2's calls
+    (configure, create_video_configuration, start, capture_array, stop, close) takes its place."""
+    opened = []
+
+    class Picamera2:
+        def __init__(self):
+            opened.append(self)
+            self.captures = 0
+
+        def create_video_configuration(self, main):
+            return main
+
+        def configure(self, config):
+            self.size = config["size"]
+
+        def start(self):
+            pass
+
+        def capture_array(self):
+            self.captures += 1
+            if len(opened) == 1 and self.captures == 3:
+                raise RuntimeError("Camera frontend has timed out!")
+            return np.zeros((self.size[1], self.size[0], 3), np.uint8)
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=Picamera2))
+    source = open_source("picamera2", SourceConfig(uri="picamera2", width=64, height=48, reconnect_initial_s=0.01))
+    frames = [source.read() for _ in range(4)]
+    source.close()
+    assert [f.seq for f in frames] == [0, 1, 2, 3] and frames[0].image.shape == (48, 64, 3)
+    assert len(opened) == 2 and len(source.gaps) == 1 and "Camera frontend has timed out" in source.gaps[0].reason
