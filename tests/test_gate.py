@@ -5,7 +5,7 @@ import pytest
 
 from edge.core.config import GateConfig
 from edge.core.errors import BadInput
-from edge.gate import Gate, LineProtocol, SerialDriver
+from edge.gate import Gate, LineProtocol, LogDriver, SerialDriver
 from edge.tools.plc_sim import PLCStandIn
 
 
@@ -34,26 +34,49 @@ def test_templates_are_rendered_and_heartbeats_counted(plc):
                         heartbeat_template="HB{count}\n", alarm_template="STOP:{reason}\n", pulse_ms=70)
     gate = Gate(config, SerialDriver(config), events.append)
     gate.verdict(7, time.monotonic(), True, [2], "defect")
-    gate.alarm("belt jam")
+    gate.alarm("belt jam at 5°C")  # a reason is free text: what is not ASCII goes out as '?'
     lines = [line for _, line in _collect(plc, lambda: sum(l.startswith("HB") for _, l in plc.received) >= 3)]
     gate.close()
-    assert "R7/2/70" in lines and "STOP:belt jam" in lines
+    assert "R7/2/70" in lines and "STOP:belt jam at 5?C" in lines
     assert [l for l in lines if l.startswith("HB")][:3] == ["HB1", "HB2", "HB3"]
     assert [(e["seq"], e["status"]) for e in events if e["event"] == "reject"] == [(7, "sent")]
 
 
-def test_delay_timing_fires_when_the_part_reaches_the_gate(plc):
-    """The thread's precision on a real pty: the scheduler's arithmetic is tested on a fake clock."""
-    events = []
-    gate = _gate(plc, events, timing="delay", distance_mm=100, belt_speed_mm_s=500, actuator_lead_ms=50)
-    t_capture = time.monotonic()
-    gate.verdict(1, t_capture, True, [1], "defect")  # due at t + 0.2 s - 0.05 s
-    received = _collect(plc, lambda: plc.received)
+def test_an_alarm_is_written_by_the_gate_thread_and_its_caller_never_waits_for_the_wire():
+    class SlowWire(LogDriver):
+        def alarm(self, reason):
+            time.sleep(0.5)  # a port that takes its time
+            super().alarm(reason)
+
+    config = GateConfig(heartbeat_ms=0)
+    driver = SlowWire(config)
+    gate = Gate(config, driver)
+    start = time.monotonic()
+    gate.alarm("results log not written")
+    returned_after = time.monotonic() - start
     gate.close()
-    arrival = received[0][0]
-    assert abs(arrival - (t_capture + 0.15)) < 0.01
-    rejects = [e for e in events if e["event"] == "reject"]
-    assert rejects[0]["status"] == "sent" and abs(rejects[0]["error_ms"]) < 5
+    assert returned_after < 0.25 and driver.sent == ["alarm: results log not written"]
+
+
+def test_delay_timing_fires_when_the_part_reaches_the_gate(plc):
+    """The thread on a real pty: never early, logged as it went out, and on time (the median: a loaded
+    machine may hold a thread back now and then). The scheduler's arithmetic is tested on a fake clock."""
+    events = []
+    gate = _gate(plc, events, timing="delay", distance_mm=100, belt_speed_mm_s=500, actuator_lead_ms=50, recovery_ms=0)
+    t = time.monotonic()
+    for seq in range(10):
+        gate.verdict(seq, t + seq * 0.02, True, [1], "defect")  # each due 0.2 s - 0.05 s after its capture
+    received = _collect(plc, lambda: len(plc.received) >= 10)
+    gate.close()
+    arrivals = {int(line.split()[1]): at for at, line in received}
+    rejects = {e["seq"]: e for e in events if e["event"] == "reject"}
+    assert sorted(arrivals) == sorted(rejects) == list(range(10))
+    for seq, event in rejects.items():
+        assert event["fire_at"] == round(t + seq * 0.02 + 0.15, 6)
+        assert event["fire_at"] <= min(event["sent_at"], arrivals[seq] + 1e-6)  # never early
+        assert event["status"] == ("late" if event["error_ms"] > 20 else "sent")
+    errors = sorted((arrivals[seq] - event["fire_at"]) * 1000 for seq, event in rejects.items())
+    assert errors[4] < 20, errors  # most within the late tolerance (gate-bench measures the precision: p50 < 1 ms)
 
 
 def test_speed_lines_from_the_plc_reach_the_gate_and_malformed_ones_are_ignored(plc, caplog):
@@ -82,8 +105,9 @@ def test_the_plc_stand_in_acknowledges_over_the_wire_and_a_silent_one_gets_the_r
     gate.close()
     lines = [line for _, line in plc.received]
     assert lines[:2] == ["REJ 5 1 50", "REJ 5 1 50"] and set(lines[2:]) == {"REJ 6 1 50"}
-    assert {e["seq"]: (e["status"], e["note"]) for e in events if e["event"] == "reject"} == {
-        5: ("sent", "no ack after 2 attempts"), 6: ("acknowledged", "")}
+    ends = {e["seq"]: (e["status"], e["note"], e["attempts"]) for e in events if e["event"] == "reject"}
+    assert ends[5] in {(status, "no ack after 2 attempts", 2) for status in ("sent", "late")}  # late on a loaded machine
+    assert ends[6][:2] == ("acknowledged", "")
 
 
 def test_port_closed_and_reopened_mid_run_loses_no_reject(tmp_path):
@@ -186,7 +210,8 @@ def test_modbus_driver_writes_a_coil_or_register_per_lane_and_toggles_the_heartb
         assert reader.read_holding_registers(11, count=2, device_id=1).registers == [301, 300]
     assert reader.read_coils(101, count=1, device_id=1).bits[0] is True  # alarm
     assert gate.heartbeats >= 3 and not [e for e in events if e["event"] in ("gate_lost", "gate_error")]
-    assert sorted(e["status"] for e in events if e["event"] == "reject") == ["sent", "sent"]
+    statuses = [e["status"] for e in events if e["event"] == "reject"]  # delivered; late when the machine is loaded
+    assert len(statuses) == 2 and set(statuses) <= {"sent", "late"}
 
 
 def test_a_blocked_results_disk_never_delays_a_reject(tmp_path, plc):

@@ -24,7 +24,7 @@ class Line:
         self.s.check(now)
         for command in self.s.due(now) + self.s.unacknowledged(now):
             self.sent.append((now, "reject", command.seq, command.lane))
-            self.s.sent(command, now, now)
+            self.s.sent(command, now)
         if (count := self.s.heartbeat(now)) is not None:
             self.sent.append((now, "heartbeat", count, 0))
             self.s.heartbeat_sent(now)
@@ -78,6 +78,14 @@ def test_a_reject_found_due_late_is_logged_late_and_one_too_late_is_not_sent():
     assert [rejects[s]["status"] for s in (1, 2, 3)] == ["late", "late", "missed"]
     assert rejects[1]["error_ms"] == pytest.approx(21) and rejects[3]["sent_at"] is None
     assert rejects[3]["note"] == "1100 ms past its fire time" and [s for _, _, s, _ in line.sent] == [1, 2]
+
+
+def test_a_reject_whose_write_takes_long_is_logged_late_with_the_time_it_went_out():
+    line = Line(heartbeat_ms=0, late_tolerance_ms=20)
+    line.s.verdict(1, T, True, [1], "defect", now=T)
+    (command,) = line.s.due(T)
+    line.s.sent(command, T + 0.03125)  # a port that drained slowly
+    assert (line.rejects()[1]["status"], line.rejects()[1]["error_ms"]) == ("late", 31.25)
 
 
 def test_a_missing_verdict_is_rejected_on_all_lanes_at_its_deadline_and_its_late_verdict_changes_nothing():

@@ -62,7 +62,6 @@ class Gate:
         a reject is scheduled on each of its lanes. Returns what the gate did with the frame."""
         with self.cond:
             outcome = self.scheduler.verdict(seq, t_capture, reject, lanes, reason, now=self.clock(), judged=judged)
-            self._send_alarm()
             self.cond.notify()
             return outcome
 
@@ -71,15 +70,14 @@ class Gate:
         what was done with each frame that never got a verdict (these have no record yet)."""
         with self.cond:
             outcomes = self.scheduler.abandon(reason, self.clock())
-            self._send_alarm()
             self.cond.notify()
             return outcomes
 
     def alarm(self, reason: str) -> None:
-        """Send the stop-line alarm (from any thread)."""
+        """Send the stop-line alarm (from any thread; the gate thread writes it)."""
         with self.cond:
             self.scheduler.alarm(reason)
-            self._send_alarm()
+            self.cond.notify()
 
     def stall_s(self) -> float:
         """No frame judged on time for this long stops the heartbeat (edge.gate.scheduler.Scheduler.stall_s)."""
@@ -126,6 +124,7 @@ class Gate:
             with self.cond:
                 now = self.clock()
                 if self.closing and (not s.pending or now > self.close_by):
+                    self._send_alarm()
                     s.stop()
                     return
                 s.check(now)
@@ -146,33 +145,28 @@ class Gate:
         return wake if self.connected else min(wake, self.retry_at)
 
     def _service(self) -> None:
-        s, now = self.scheduler, self.clock()
+        now = self.clock()
         with self.cond:
             if not self.connected and now >= self.retry_at:
                 self._connect()
-            if not self.connected:
-                return
-            try:
-                for message in self.driver.poll():
-                    if isinstance(message, Speed):
-                        s.set_speed(message.mm_s)
-                    elif isinstance(message, Ack):
-                        s.acknowledged(message.seq)
-                for command in s.due(now):
-                    self.driver.reject(command.seq, command.lane)
-                    s.sent(command, now, self.clock())
-                for command in s.unacknowledged(now):
-                    self.driver.reject(command.seq, command.lane)
-                    s.sent(command, now, self.clock())
-                if (count := s.heartbeat(now)) is not None:
-                    self.driver.heartbeat(count)
-                    s.heartbeat_sent(now)
-            except GateLost as exc:
-                self._lost(exc)
-            except Exception as exc:  # never let the gate thread die: a station runs for months
-                log.exception("gate: unexpected error")
-                self.record({"event": "gate_error", "error": repr(exc)})
-                self._lost(GateLost(repr(exc)))
+            self._send_alarm()
+            if self.connected:
+                self._on_wire(lambda: self._exchange(now))
+
+    def _exchange(self, now: float) -> None:
+        """Read the PLC, send what is due at `now`: rejects, resends without ack, the heartbeat."""
+        s = self.scheduler
+        for message in self.driver.poll():
+            if isinstance(message, Speed):
+                s.set_speed(message.mm_s)
+            elif isinstance(message, Ack):
+                s.acknowledged(message.seq)
+        for command in s.due(now) + s.unacknowledged(now):
+            self.driver.reject(command.seq, command.lane)
+            s.sent(command, self.clock())
+        if (count := s.heartbeat(now)) is not None:
+            self.driver.heartbeat(count)
+            s.heartbeat_sent(now)
 
     # --- the wire ----------------------------------------------------------------------------
 
@@ -189,7 +183,6 @@ class Gate:
             self.record({"event": "gate_reconnected", "port": self.driver.port})
             log.warning("gate: reconnected")
         self.connected, self.backoff = True, self.cfg.reconnect_initial_s
-        self._send_alarm()
 
     def _lost(self, exc: GateLost) -> None:
         log.warning("gate: connection lost (%s); reconnecting, %d rejects held", exc, len(self.scheduler.pending))
@@ -198,11 +191,22 @@ class Gate:
         self.connected, self.retry_at = False, self.clock() + self.backoff
 
     def _send_alarm(self) -> None:
-        """The alarm the wire still owes, sent now, or as soon as the port is back."""
-        if self.scheduler.unsent_alarm is None or not self.connected:
-            return
+        """The alarm the wire still owes, sent now, or as soon as the port is back. Only the gate thread
+        writes to the wire: a caller raising an alarm never waits for the port, nor holds a reject back."""
+        if self.scheduler.unsent_alarm is not None and self.connected:
+            self._on_wire(self._write_alarm)
+
+    def _write_alarm(self) -> None:
+        self.driver.alarm(self.scheduler.unsent_alarm)
+        self.scheduler.alarm_sent()
+
+    def _on_wire(self, write: Callable[[], None]) -> None:
+        """`write` to the driver; a lost wire is reopened with backoff."""
         try:
-            self.driver.alarm(self.scheduler.unsent_alarm)
-            self.scheduler.alarm_sent()
+            write()
         except GateLost as exc:
             self._lost(exc)
+        except Exception as exc:  # never let the gate thread die: a station runs for months
+            log.exception("gate: unexpected error")
+            self.record({"event": "gate_error", "error": repr(exc)})
+            self._lost(GateLost(repr(exc)))

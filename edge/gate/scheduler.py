@@ -5,7 +5,7 @@
     scheduler.verdict(seq, t_capture, True, [1], "defect", now=clock())   # -> Outcome
     scheduler.check(now)                                  # deadlines passed; inspecting on time or not
     for command in scheduler.due(now):                    # the rejects to send now
-        ...send...; scheduler.sent(command, now, clock())
+        ...send...; scheduler.sent(command, clock())
     scheduler.wake_at(now)                                # when to look again (a fire time aside: next_fire)
 
 Every method takes the time `now`, in seconds on the clock of the capture times (the monotonic clock in
@@ -193,12 +193,12 @@ class Scheduler:
                 self._finish(command, "missed", note=f"{overdue_ms:.0f} ms past its fire time")
         return [c for c in due if c.status == "pending"]
 
-    def sent(self, command: RejectCommand, now: float, sent_at: float) -> None:
-        """`command`, found due at `now`, went out on the wire at `sent_at` (again, when waiting for its ack)."""
+    def sent(self, command: RejectCommand, sent_at: float) -> None:
+        """`command` went out on the wire at `sent_at` (again, when waiting for its ack)."""
         command.attempts += 1
         if command.attempts == 1:
             command.sent_at = sent_at
-            command.status = "late" if (now - command.fire_at) * 1000 > self.cfg.late_tolerance_ms else "sent"
+            command.status = "late" if (sent_at - command.fire_at) * 1000 > self.cfg.late_tolerance_ms else "sent"
             self.last_fired[command.lane] = (command.fire_at, command.seq)
         if self.acks:
             command.ack_due = sent_at + self.cfg.ack_timeout_ms / 1000

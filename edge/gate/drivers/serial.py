@@ -29,7 +29,7 @@ class SerialDriver:
         if self.serial is None:
             raise GateLost(f"{self.port}: not open")
         try:
-            self.serial.write(line.encode("ascii"))
+            self.serial.write(line.encode("ascii", "replace"))  # the templates are ASCII; an alarm's reason may not be
             self.serial.flush()
         except PORT_ERRORS as exc:
             self.close()
