@@ -138,7 +138,7 @@ def _add_plc_sim(sub) -> None:
     p.add_argument("--pty", action="store_true", help="open a pseudo-terminal and print its path")
     p.add_argument("--port", default=None, help="use this existing serial port instead")
     p.add_argument("--link", default=None, help="also make this symlink to the port (a stable name)")
-    p.add_argument("--ack", action="store_true", help="answer each 'REJ <seq> ...' with 'ACK <seq>'")
+    p.add_argument("--ack", action="store_true", help="answer each reject with 'ACK <seq>'")
     p.add_argument("--speed", type=float, default=0, help="send 'SPD <mm/s>' every second (0: never)")
     p.add_argument("--csv", default=None, help="append every received line to this CSV (monotonic time, wall time, line)")
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: on SIGTERM/Ctrl-C)")

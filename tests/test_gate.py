@@ -5,7 +5,7 @@ import pytest
 
 from edge.core.config import GateConfig
 from edge.core.errors import BadInput
-from edge.gate import Gate, Outcome, SerialDriver
+from edge.gate import Gate, LineProtocol, LogDriver, SerialDriver
 from edge.tools.plc_sim import PLCStandIn
 
 
@@ -31,103 +31,83 @@ def _collect(plc, until, seconds=3.0):
 def test_templates_are_rendered_and_heartbeats_counted(plc):
     events = []
     config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=20, reject_template="R{seq}/{lane}/{pulse_ms}\n",
-                        heartbeat_template="HB{count}\n", pulse_ms=70)
+                        heartbeat_template="HB{count}\n", alarm_template="STOP:{reason}\n", pulse_ms=70)
     gate = Gate(config, SerialDriver(config), events.append)
     gate.verdict(7, time.monotonic(), True, [2], "defect")
+    gate.alarm("belt jam at 5°C")  # a reason is free text: what is not ASCII goes out as '?'
     lines = [line for _, line in _collect(plc, lambda: sum(l.startswith("HB") for _, l in plc.received) >= 3)]
     gate.close()
-    assert "R7/2/70" in lines
+    assert "R7/2/70" in lines and "STOP:belt jam at 5?C" in lines
     assert [l for l in lines if l.startswith("HB")][:3] == ["HB1", "HB2", "HB3"]
     assert [(e["seq"], e["status"]) for e in events if e["event"] == "reject"] == [(7, "sent")]
 
 
-def test_delay_timing_fires_when_the_part_reaches_the_gate(plc):
-    events = []
-    gate = _gate(plc, events, timing="delay", distance_mm=100, belt_speed_mm_s=500, actuator_lead_ms=50)
-    t_capture = time.monotonic()
-    gate.verdict(1, t_capture, True, [1], "defect")  # due at t + 0.2 s - 0.05 s
-    received = _collect(plc, lambda: plc.received)
+def test_an_alarm_is_written_by_the_gate_thread_and_its_caller_never_waits_for_the_wire():
+    class SlowWire(LogDriver):
+        def alarm(self, reason):
+            time.sleep(0.5)  # a port that takes its time
+            super().alarm(reason)
+
+    config = GateConfig(heartbeat_ms=0)
+    driver = SlowWire(config)
+    gate = Gate(config, driver)
+    start = time.monotonic()
+    gate.alarm("results log not written")
+    returned_after = time.monotonic() - start
     gate.close()
-    arrival = received[0][0]
-    assert abs(arrival - (t_capture + 0.15)) < 0.01
-    rejects = [e for e in events if e["event"] == "reject"]
-    assert rejects[0]["status"] == "sent" and abs(rejects[0]["error_ms"]) < 5
+    assert returned_after < 0.25 and driver.sent == ["alarm: results log not written"]
 
 
-def test_speed_lines_from_the_plc_change_the_delay_and_malformed_ones_are_ignored(plc, caplog):
+def test_delay_timing_fires_when_the_part_reaches_the_gate(plc):
+    """The thread on a real pty: never early, logged as it went out, and on time (the median: a loaded
+    machine may hold a thread back now and then). The scheduler's arithmetic is tested on a fake clock."""
     events = []
-    gate = _gate(plc, events, timing="delay", distance_mm=100, belt_speed_mm_s=100)
-    for line in ("SPD fast\r\n", "SPD -3\r\n", "SPD 1000\r\n"):
-        plc.send(line)
+    gate = _gate(plc, events, timing="delay", distance_mm=100, belt_speed_mm_s=500, actuator_lead_ms=50, recovery_ms=0)
+    t = time.monotonic()
+    for seq in range(10):
+        gate.verdict(seq, t + seq * 0.02, True, [1], "defect")  # each due 0.2 s - 0.05 s after its capture
+    received = _collect(plc, lambda: len(plc.received) >= 10)
+    gate.close()
+    arrivals = {int(line.split()[1]): at for at, line in received}
+    rejects = {e["seq"]: e for e in events if e["event"] == "reject"}
+    assert sorted(arrivals) == sorted(rejects) == list(range(10))
+    for seq, event in rejects.items():
+        assert event["fire_at"] == round(t + seq * 0.02 + 0.15, 6)
+        assert event["fire_at"] <= min(event["sent_at"], arrivals[seq] + 1e-6)  # never early
+        assert event["status"] == ("late" if event["error_ms"] > 20 else "sent")
+    errors = sorted((arrivals[seq] - event["fire_at"]) * 1000 for seq, event in rejects.items())
+    assert errors[4] < 20, errors  # most within the late tolerance (gate-bench measures the precision: p50 < 1 ms)
+
+
+def test_speed_lines_from_the_plc_reach_the_gate_and_malformed_ones_are_ignored(plc, caplog):
+    gate = _gate(plc, [], timing="delay", distance_mm=100, belt_speed_mm_s=100)
     with caplog.at_level(logging.WARNING):
+        for line in ("SPD fast\r\n", "SPD -3\r\n", "SPD 1000\r\n"):
+            plc.send(line)
         deadline = time.monotonic() + 2
         while gate.speed != 1000 and time.monotonic() < deadline:
             time.sleep(0.01)
-    t_capture = time.monotonic()
-    gate.verdict(1, t_capture, True, [1], "defect")  # 100 mm at 1000 mm/s: 0.1 s, not 1 s
-    received = _collect(plc, lambda: plc.received)
     gate.close()
-    assert abs(received[0][0] - (t_capture + 0.1)) < 0.01
+    assert gate.speed == 1000
     assert sum("malformed speed line" in r.message for r in caplog.records) == 2
 
 
-def test_a_missing_verdict_is_rejected_at_its_deadline(plc):
+def test_the_plc_stand_in_acknowledges_over_the_wire_and_a_silent_one_gets_the_reject_again(plc):
     events = []
-    gate = _gate(plc, events, verdict_deadline_ms=50)
-    t = time.monotonic()
-    gate.expect(1, t)
-    gate.expect(2, t)
-    assert gate.verdict(2, t, False, [], "clean") == Outcome("accept", "clean")  # frame 1 never gets one
-    received = _collect(plc, lambda: plc.received)
-    late = gate.verdict(1, t, False, [], "clean")  # too late: already rejected
-    gate.close()
-    assert [line for _, line in received] == ["REJ 1 0 50"]  # lane 0: all lanes
-    assert received[0][0] - t >= 0.05
-    assert late == Outcome("reject", "fail-safe: no verdict within 50 ms", on_time=False, late_verdict="accept")
-    assert ("missing_verdict", 1) in [(e["event"], e.get("seq")) for e in events]
-    assert [e["reason"] for e in events if e["event"] == "reject"] == ["fail-safe: no verdict within 50 ms"]
-
-
-def test_too_many_consecutive_rejects_send_the_stop_line_alarm(plc):
-    events = []
-    gate = _gate(plc, events, max_consecutive_rejects=3, recovery_ms=0)
-    t = time.monotonic()
-    for seq in range(5):
-        gate.verdict(seq, t + seq, True, [1], "defect")
-    lines = [line for _, line in _collect(plc, lambda: any(l.startswith("STOP") for _, l in plc.received))]
-    gate.close()
-    assert any(l.startswith("STOP 4 consecutive rejects") for l in lines)
-    assert [e["reason"] for e in events if e["event"] == "alarm"] == ["4 consecutive rejects (limit 3)"]
-
-
-def test_rejects_closer_than_the_recovery_time_are_merged(plc):
-    events = []
-    gate = _gate(plc, events, timing="delay", distance_mm=50, belt_speed_mm_s=500, recovery_ms=100)
-    t = time.monotonic()
-    gate.verdict(1, t, True, [1], "defect")
-    gate.verdict(2, t + 0.03, True, [1], "defect")  # 30 ms later on the same lane: merged
-    gate.verdict(3, t + 0.03, True, [2], "defect")  # another lane: its own pulse
-    _collect(plc, lambda: len(plc.received) >= 2)
-    gate.close()
-    status = {e["seq"]: (e["status"], e["merged_into"]) for e in events if e["event"] == "reject"}
-    assert status == {1: ("sent", None), 2: ("merged", 1), 3: ("sent", None)}
-
-
-def test_no_ack_means_retries_then_an_unacknowledged_log_and_an_ack_ends_it(plc):
-    events = []
-    gate = _gate(plc, events, ack_pattern="ACK {seq}", ack_timeout_ms=30, ack_retries=2, recovery_ms=0)
+    gate = _gate(plc, events, ack_pattern="OK{seq}", ack_timeout_ms=300, ack_retries=1, recovery_ms=0)
+    plc.protocol = LineProtocol.of(gate.cfg)
     gate.verdict(5, time.monotonic(), True, [1], "defect")
-    received = _collect(plc, lambda: any(e["event"] == "reject" for e in events))
-    assert [line for _, line in received] == ["REJ 5 1 50"] * 3
-    assert events[-1]["note"] == "no ack after 3 attempts" and events[-1]["status"] == "sent"
+    _collect(plc, lambda: any(e.get("seq") == 5 for e in events))  # never answered: sent twice, unacknowledged
     gate.verdict(6, time.monotonic(), True, [1], "defect")
-    _collect(plc, lambda: len(plc.received) >= 4)
-    plc.send("ACK 6\r\n")
-    deadline = time.monotonic() + 2
-    while not any(e.get("seq") == 6 for e in events) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _collect(plc, lambda: len(plc.received) >= 3)
+    plc.answer(plc.received[-1][1])  # "OK6"
+    _collect(plc, lambda: any(e.get("seq") == 6 for e in events))
     gate.close()
-    assert [e["status"] for e in events if e.get("seq") == 6] == ["acknowledged"]
+    lines = [line for _, line in plc.received]
+    assert lines[:2] == ["REJ 5 1 50", "REJ 5 1 50"] and set(lines[2:]) == {"REJ 6 1 50"}
+    ends = {e["seq"]: (e["status"], e["note"], e["attempts"]) for e in events if e["event"] == "reject"}
+    assert ends[5] in {(status, "no ack after 2 attempts", 2) for status in ("sent", "late")}  # late on a loaded machine
+    assert ends[6][:2] == ("acknowledged", "")
 
 
 def test_port_closed_and_reopened_mid_run_loses_no_reject(tmp_path):
@@ -162,13 +142,6 @@ def test_a_port_that_does_not_exist_is_a_clear_error(tmp_path):
     config = GateConfig(driver="serial", port=str(tmp_path / "ttyUSB9"))
     with pytest.raises(BadInput, match="gate.port .*ttyUSB9"):
         Gate(config, SerialDriver(config))
-
-
-def test_unknown_template_placeholder_is_refused():
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError, match=r"unknown placeholder \{sq\} \(use \{seq\}, \{lane\}, \{pulse_ms\}\)"):
-        GateConfig(reject_template="REJ {sq}")
 
 
 def test_gate_bench_measures_both_timings(capsys):
@@ -237,38 +210,8 @@ def test_modbus_driver_writes_a_coil_or_register_per_lane_and_toggles_the_heartb
         assert reader.read_holding_registers(11, count=2, device_id=1).registers == [301, 300]
     assert reader.read_coils(101, count=1, device_id=1).bits[0] is True  # alarm
     assert gate.heartbeats >= 3 and not [e for e in events if e["event"] in ("gate_lost", "gate_error")]
-    assert sorted(e["status"] for e in events if e["event"] == "reject") == ["sent", "sent"]
-
-
-def test_the_heartbeat_means_inspecting_on_time_it_stops_when_verdicts_stop_and_resumes(plc):
-    events = []
-    config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=20, stall_ms=150, verdict_deadline_ms=100)
-    gate = Gate(config, SerialDriver(config), events.append)
-    _collect(plc, lambda: False, 0.2)
-    assert not plc.received  # nothing judged yet: no heartbeat
-
-    def judge_for(seconds, start_seq):
-        end, seq = time.monotonic() + seconds, start_seq
-        while time.monotonic() < end:
-            gate.expect(seq, time.monotonic())
-            gate.verdict(seq, time.monotonic(), False, [], "clean")
-            seq += 1
-            plc.poll(0.03)
-        return seq
-
-    seq = judge_for(0.5, 0)
-    beats_while_judging = len(plc.received)
-    gate.expect(seq, time.monotonic())  # the camera stalls after this frame: no verdict comes
-    _collect(plc, lambda: False, 0.6)
-    stopped_at = [e for e in events if e["event"] == "not_inspecting"]
-    beats_after_stall = [t for t, line in plc.received if line.startswith("HB") and t > time.monotonic() - 0.35]
-    judge_for(0.3, seq + 1)
-    gate.close()
-    assert beats_while_judging >= 10
-    assert stopped_at and not beats_after_stall  # the PLC's watchdog sees the stall
-    assert [e["event"] for e in events if "inspecting" in e["event"]] == ["inspecting", "not_inspecting", "inspecting"]
-    assert sum(line.startswith("HB") for _, line in plc.received[-8:]) >= 5  # back once frames are judged again
-    assert [e["seq"] for e in events if e["event"] == "missing_verdict"] == [seq]  # and the stalled frame was rejected
+    statuses = [e["status"] for e in events if e["event"] == "reject"]  # delivered; late when the machine is loaded
+    assert len(statuses) == 2 and set(statuses) <= {"sent", "late"}
 
 
 def test_a_blocked_results_disk_never_delays_a_reject(tmp_path, plc):

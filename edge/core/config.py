@@ -6,21 +6,26 @@
 Unknown keys and wrong types are refused with the key's path, e.g.
 `config.yaml: decision.min_area_px: expected an integer, got 'ten'`. Types are strict: no true for
 1, no "10" for 10 (an integer is still a number); gate templates may use only their own
-placeholders. The file may also hold `train:` and `eval:` sections: defaults for those verbs, read
-by the command line (as strictly).
+placeholders. The `gate:` section is validated as the model of its `driver` (serial, modbus or log),
+which refuses the keys of the others: `gate.modbus_address: unknown key for driver serial`. The file
+may also hold `train:` and `eval:` sections: defaults for those verbs, read by the command line (as
+strictly).
 """
 
 from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, Strict, ValidationError, WrapValidator, field_validator,
+                      model_validator)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from edge.core.errors import BadInput
-from edge.core.schema import describe, one_of
+from edge.core.schema import describe, either, key_error, one_of
 
 
 MIN_AREA_PX = 10  # the default smallest region that rejects, for the station, eval and bench alike
@@ -119,23 +124,21 @@ PLACEHOLDERS = {"reject_template": {"seq": 0, "lane": 1, "pulse_ms": 50}, "heart
 
 
 class GateConfig(Section):
-    driver: Literal["serial", "modbus", "log"] = Field("log", description="serial: ASCII lines; modbus: Modbus RTU (pip install .[modbus]); log: a dry run")
+    """The `gate:` section. Its keys depend on `driver`: `GateConfig(**section)` is the model of the driver
+    it names (default log), each refusing the keys of the others; these keys are every driver's."""
+
+    driver: Literal["serial", "modbus", "log"] = Field("log", description="serial: ASCII lines; modbus: Modbus RTU (pip install .[modbus]), each write confirmed by the PLC's response, no belt speed read; log: a dry run that takes every driver's keys")
     port: str | None = Field(None, description="serial port (/dev/ttyUSB0, a udev name, a pty) or a pyserial URL")
     baudrate: int = Field(115200, gt=0, description="serial speed")
     parity: Literal["N", "E", "O"] = Field("N", description="serial parity")
     stopbits: one_of(1, 1.5, 2) = Field(1, description="serial stop bits")
-    reject_template: str = Field("REJ {seq} {lane} {pulse_ms}\r\n", description="line sent per reject")
-    heartbeat_template: str = Field("HB {count}\r\n", description="line sent every heartbeat_ms")
-    alarm_template: str = Field("STOP {reason}\r\n", description="stop-line alarm line")
-    ack_pattern: str | None = Field(None, description="line the PLC answers per reject, e.g. 'ACK {seq}' (null: none)")
-    ack_timeout_ms: float = Field(50, gt=0, description="wait this long for the ack before sending again")
-    ack_retries: int = Field(2, ge=0, description="resends without ack before the reject is logged unacknowledged")
+    ack_timeout_ms: float = Field(50, gt=0, description="wait this long for the ack (modbus: the PLC's response) before sending again")
+    ack_retries: int = Field(2, ge=0, description="resends without ack before the reject is logged unacknowledged (modbus: retries of a write)")
     timing: Literal["immediate", "delay"] = Field("immediate", description="immediate: the PLC tracks the part; delay: the station fires when the part reaches the gate")
     distance_mm: float = Field(0, ge=0, description="delay: camera-to-gate distance along the belt")
-    belt_speed_mm_s: float = Field(500, gt=0, description="delay: belt speed until the PLC sends 'SPD <mm/s>'")
+    belt_speed_mm_s: float = Field(500, gt=0, description="delay: belt speed until the PLC sends 'SPD <mm/s>' (serial; fixed with modbus)")
     actuator_lead_ms: float = Field(0, ge=0, description="delay: fire this much before the part arrives")
     lanes: int = Field(1, ge=1, description="lanes across the frame width; the defect's centroid picks the lane")
-    pulse_ms: int = Field(50, gt=0, description="gate pulse width, passed to the PLC in the template")
     recovery_ms: float = Field(100, ge=0, description="rejects closer than this on one lane are merged")
     verdict_deadline_ms: float = Field(1000, gt=0, description="a frame with no verdict by then is handled fail-safe")
     on_missing_verdict: Literal["reject", "stop_line"] = Field("reject", description="fail-safe action for a missing verdict")
@@ -144,13 +147,46 @@ class GateConfig(Section):
     max_consecutive_rejects: int = Field(0, ge=0, description="above this many rejects in a row, send the alarm (0: off)")
     late_tolerance_ms: float = Field(20, ge=0, description="a reject sent later than this after its time is logged late")
     give_up_ms: float = Field(1000, ge=0, description="a reject this far past its time is not sent, and logged missed")
-    modbus_device_id: int = Field(1, ge=0, le=247, description="modbus: the PLC's device (slave) id")
-    modbus_reject: Literal["coil", "register"] = Field("coil", description="modbus: set a coil, or write the seq to a register, per reject")
-    modbus_address: int = Field(0, ge=0, description="modbus: reject coil/register of lane L is this + L")
-    modbus_heartbeat_coil: int = Field(100, ge=0, description="modbus: coil toggled every heartbeat")
-    modbus_alarm_coil: int = Field(101, ge=0, description="modbus: coil set by the stop-line alarm")
     reconnect_initial_s: float = Field(0.2, gt=0, description="first wait before reopening a lost port")
     reconnect_max_s: float = Field(5.0, gt=0, description="longest wait between reopen attempts")
+
+    refused: ClassVar[dict[str, str]] = {}  # key -> why this driver has no such key, said in the error
+
+    def __new__(cls, **values: Any):
+        """GateConfig(...) builds the model of the driver named; a driver's model builds itself."""
+        return super().__new__(driver_model(values) if cls is GateConfig else cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_keys(cls, values: Any) -> Any:
+        """A key of another driver (or of none) is refused, naming this driver."""
+        if isinstance(values, dict):
+            driver = cls.model_fields["driver"].default
+            for key in values:
+                if key not in cls.model_fields:
+                    why = cls.refused.get(key)
+                    raise key_error(key, values[key], "extra_forbidden", f"unknown key for driver {driver}"
+                                    + (f" ({why})" if why else ""))
+        return values
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.driver != "log" and not self.port:
+            raise ValueError(f"driver {self.driver} needs gate.port")
+        if self.timing == "delay" and not self.distance_mm:
+            raise ValueError("timing delay needs gate.distance_mm")
+        return self
+
+
+class SerialGateConfig(GateConfig):
+    """driver serial: ASCII lines from the templates (edge.gate.protocol)."""
+
+    driver: Literal["serial"] = "serial"
+    pulse_ms: int = Field(50, gt=0, description="gate pulse width, passed to the PLC in the template")
+    reject_template: str = Field("REJ {seq} {lane} {pulse_ms}\r\n", description="line sent per reject")
+    heartbeat_template: str = Field("HB {count}\r\n", description="line sent every heartbeat_ms")
+    alarm_template: str = Field("STOP {reason}\r\n", description="stop-line alarm line")
+    ack_pattern: str | None = Field(None, description="line the PLC answers per reject, e.g. 'ACK {seq}' (null: none)")
 
     @field_validator("reject_template", "heartbeat_template", "alarm_template", "ack_pattern")
     @classmethod
@@ -168,13 +204,47 @@ class GateConfig(Section):
                              "once, no format spec or other braces, no spaces at the ends")
         return value
 
-    @model_validator(mode="after")
-    def _needs(self):
-        if self.driver != "log" and not self.port:
-            raise ValueError(f"driver {self.driver} needs gate.port")
-        if self.timing == "delay" and not self.distance_mm:
-            raise ValueError("timing delay needs gate.distance_mm")
-        return self
+
+class ModbusGateConfig(GateConfig):
+    """driver modbus: a coil or register per reject. The PLC's response to each write is its acknowledgement,
+    and no belt speed is read: `delay` timing uses belt_speed_mm_s."""
+
+    driver: Literal["modbus"] = "modbus"
+    modbus_device_id: int = Field(1, ge=0, le=247, description="the PLC's device (slave) id")
+    modbus_reject: Literal["coil", "register"] = Field("coil", description="set a coil, or write the seq to a register, per reject")
+    modbus_address: int = Field(0, ge=0, description="reject coil/register of lane L is this + L")
+    modbus_heartbeat_coil: int = Field(100, ge=0, description="coil toggled every heartbeat")
+    modbus_alarm_coil: int = Field(101, ge=0, description="coil set by the stop-line alarm")
+
+    refused: ClassVar[dict[str, str]] = {
+        "ack_pattern": "the PLC's response to each write is its ack; ack_timeout_ms and ack_retries apply to it",
+        "pulse_ms": "a reject sets the coil, the PLC times the pulse"}
+
+
+class LogGateConfig(SerialGateConfig, ModbusGateConfig):
+    """driver log: a dry run; takes every driver's keys, so a line's config is dry-run by changing `driver` only."""
+
+    driver: Literal["log"] = "log"
+
+
+GATE_DRIVERS: dict[str, type[GateConfig]] = {"serial": SerialGateConfig, "modbus": ModbusGateConfig, "log": LogGateConfig}
+
+
+def driver_model(values: dict) -> type[GateConfig]:
+    """The model of the gate driver `values` names (default log); a ValidationError at `driver` if none."""
+    name = values.get("driver", "log")
+    if not isinstance(name, str) or name not in GATE_DRIVERS:
+        raise key_error("driver", name, "literal_error", f"Input should be {either(GATE_DRIVERS)}")
+    return GATE_DRIVERS[name]
+
+
+def gate_section(value: Any) -> GateConfig:
+    """The `gate:` mapping validated as its driver's model."""
+    if isinstance(value, GateConfig):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("dict_type", "Input should be a valid dictionary")
+    return driver_model(value).model_validate(value)
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -218,7 +288,9 @@ class StationConfig(Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     decision: DecisionConfig = DecisionConfig()
     pipeline: PipelineConfig = PipelineConfig()
-    gate: GateConfig = GateConfig()
+    # validated by gate_section, not pydantic's tagged union, whose errors would put the driver in the key's path
+    gate: Annotated[SerialGateConfig | ModbusGateConfig | LogGateConfig,
+                    WrapValidator(lambda value, _: gate_section(value))] = LogGateConfig()
     output: OutputConfig = OutputConfig()
     http: HttpConfig = HttpConfig()
     mqtt: MqttConfig = MqttConfig()
@@ -240,16 +312,31 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return doc
 
 
+VARIANTS = {"gate": (GateConfig, GATE_DRIVERS)}  # sections whose keys depend on one key: (common keys, models)
+
+
+def _section_keys(section: str, model: type[BaseModel]) -> list[tuple[str, FieldInfo, str]]:
+    """(key, field, the drivers that take it when not all) of a section, common keys first."""
+    base, variants = VARIANTS.get(section, (model, {}))
+    keys = {key: (key, info, "") for key, info in base.model_fields.items()}
+    for variant in variants.values():
+        for key, info in variant.model_fields.items():
+            takers = [name for name, other in variants.items() if key in other.model_fields]
+            keys.setdefault(key, (key, info, ", ".join(takers)))
+    return list(keys.values())
+
+
 def reference_markdown() -> str:
-    """The configuration reference (docs/configuration.md): every key of every station section, from the models."""
+    """The configuration reference (docs/configuration.md): every key of every station section, from the
+    models; a key that only some gate drivers take says which."""
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for section, field in StationConfig.model_fields.items():
-        for key, info in field.annotation.model_fields.items():
+        for key, info, drivers in _section_keys(section, field.annotation):
             value = info.default
             default = ("required" if info.is_required() else "null" if value is None else str(value).lower()
                        if isinstance(value, bool) else f"`{value.encode('unicode_escape').decode()}`"
                        if isinstance(value, str) else str(value))
-            lines.append(f"| `{section}.{key}` | {default} | {info.description} |")
+            lines.append(f"| `{section}.{key}` | {default} | {drivers + ': ' if drivers else ''}{info.description} |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.core.config import load_station_config
 from edge.core.errors import BadInput
+from edge.gate.protocol import LineProtocol, Reject
 from edge.station.run import run_station
 
 
@@ -38,14 +39,14 @@ def read_truth(path: Path) -> dict[int, bool]:
         raise BadInput(f"{path}: expected columns frame and defect ({exc})") from None
 
 
-def read_received(path: Path) -> dict[int, float]:
+def read_received(path: Path, protocol: LineProtocol) -> dict[int, float]:
     """Reject sequence number -> monotonic arrival time, from the stand-in's CSV (first arrival)."""
     arrivals: dict[int, float] = {}
     if path.is_file():
         with path.open(newline="") as f:
             for t, _, line in csv.reader(f):
-                if line.startswith("REJ "):
-                    arrivals.setdefault(int(line.split()[1]), float(t))
+                if isinstance(message := protocol.from_station(line), Reject):
+                    arrivals.setdefault(message.seq, float(t))
     return arrivals
 
 
@@ -103,7 +104,7 @@ def run(args) -> int:
         time.sleep(0.2)  # the last reject's bytes reach the stand-in
         plc.terminate()
         plc.wait(10)
-    result = score(truth, read_received(csv_path), records)
+    result = score(truth, read_received(csv_path, LineProtocol.of(config.gate)), records)
     result.update(results_log=str(log_path), overlays=config.output.overlays_dir, plc_csv=str(csv_path))
     (log_path.parent / "demo.json").write_text(json.dumps(result, indent=1) + "\n")
     fire = result["fire_error_ms"]

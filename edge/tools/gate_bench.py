@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from edge.core.config import GateConfig
-from edge.gate import Gate, SerialDriver
+from edge.gate import Gate, Reject, SerialDriver
 from edge.tools.plc_sim import PLCStandIn
 
 
@@ -24,8 +24,8 @@ def _arrivals(plc: PLCStandIn, stop: threading.Event) -> dict[int, float]:
     arrivals: dict[int, float] = {}
     while not stop.is_set():
         for t, line in plc.poll(0.01):
-            if line.startswith("REJ "):
-                arrivals[int(line.split()[1])] = t
+            if isinstance(message := plc.protocol.from_station(line), Reject):
+                arrivals[message.seq] = t
     return arrivals
 
 

@@ -5,8 +5,8 @@
 With --pty it opens a pseudo-terminal and prints the path the station should use as gate.port
 (--link also makes a symlink to it: a stable name, as a udev rule gives a USB adapter). Every line
 received is timestamped (monotonic clock, comparable with the station's on this machine),
-printed and written to the CSV; with --ack each `REJ <seq> ...` is answered `ACK <seq>`; with
---speed a `SPD <mm/s>` line is sent every second.
+printed and written to the CSV; with --ack each reject is answered `ACK <seq>`; with --speed a
+`SPD <mm/s>` line is sent every second. The lines are edge.gate.protocol's, on the default templates.
 """
 
 from __future__ import annotations
@@ -21,13 +21,18 @@ import time
 import tty
 from pathlib import Path
 
+from edge.core.config import GateConfig
 from edge.core.errors import BadInput
+from edge.gate.protocol import Ack, LineProtocol, Reject, Speed
+
+DEFAULT_PROTOCOL = LineProtocol.of(GateConfig(ack_pattern="ACK {seq}"))  # the default templates; acks 'ACK <seq>'
 
 
 class PLCStandIn:
-    """The PLC side of a pseudo-terminal (or of an existing port, opened raw)."""
+    """The PLC side of a pseudo-terminal (or of an existing port, opened raw), speaking `protocol`."""
 
-    def __init__(self, port: str | None = None, link: str | None = None):
+    def __init__(self, port: str | None = None, link: str | None = None, protocol: LineProtocol = DEFAULT_PROTOCOL):
+        self.protocol = protocol
         if port is None:
             self.fd, self.slave = pty.openpty()
             tty.setraw(self.slave)
@@ -48,6 +53,11 @@ class PLCStandIn:
 
     def send(self, line: str) -> None:
         os.write(self.fd, line.encode("ascii"))
+
+    def answer(self, line: str) -> None:
+        """Acknowledge `line` when it is a reject."""
+        if isinstance(message := self.protocol.from_station(line), Reject):
+            self.send(self.protocol.line(Ack(message.seq)))
 
     def poll(self, timeout: float) -> list[tuple[float, str]]:
         """Lines received within `timeout` seconds, each with its monotonic arrival time."""
@@ -88,7 +98,7 @@ def run(args) -> int:
     try:
         while not stopping and time.monotonic() < end:
             if args.speed and time.monotonic() >= next_speed:
-                plc.send(f"SPD {args.speed:g}\r\n")
+                plc.send(plc.protocol.line(Speed(args.speed)))
                 next_speed += 1.0
             for t, line in plc.poll(0.05):
                 wall = datetime.datetime.now().isoformat(timespec="microseconds")
@@ -96,8 +106,8 @@ def run(args) -> int:
                 if writer:
                     writer.writerow([f"{t:.6f}", wall, line])
                     out.flush()
-                if args.ack and line.startswith("REJ "):
-                    plc.send(f"ACK {line.split()[1]}\r\n")
+                if args.ack:
+                    plc.answer(line)
     finally:
         plc.close()
         if out:

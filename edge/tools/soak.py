@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.tools.device import memory_mb
+from edge.core.config import GateConfig
 from edge.core.errors import BadInput
+from edge.gate.protocol import Heartbeat, LineProtocol, Reject
 
 FINAL = ("sent", "acknowledged", "merged", "late", "missed")
 HEARTBEAT_MS = 100
@@ -193,7 +195,8 @@ def run_soak(video: Path, minutes: float, work: Path, cycle_s: float = 120.0, fp
             station.kill()
         camera.stop()
         plc.stop()
-    result = _measure(work, disk, station.returncode, minutes, injected, rss, peak)
+    protocol = LineProtocol.of(GateConfig(**config["gate"]))
+    result = _measure(work, disk, station.returncode, minutes, injected, rss, peak, protocol)
     (work / "soak.json").write_text(json.dumps(dataclasses.asdict(result), indent=1) + "\n")
     if mounted:
         for log in disk.glob("results.jsonl*"):
@@ -229,7 +232,7 @@ def _inject(name: str, camera: Stand, plc: Stand, disk: Path, http_port: int, sc
 
 
 def _measure(work: Path, disk: Path, exit_code: int, minutes: float, faults: list[str],
-             rss: list[tuple[float, float | None]], peak: float) -> SoakResult:
+             rss: list[tuple[float, float | None]], peak: float, protocol: LineProtocol) -> SoakResult:
     log = disk / "results.jsonl"
     lines = []
     for path in sorted(disk.glob("results.jsonl.*"), key=lambda p: -int(p.suffix[1:])) + [log]:
@@ -248,10 +251,11 @@ def _measure(work: Path, disk: Path, exit_code: int, minutes: float, faults: lis
     if plc_csv.exists():
         with plc_csv.open(newline="") as f:
             for t, _, line in csv.reader(f):
-                if line.startswith("HB "):
+                message = protocol.from_station(line)
+                if isinstance(message, Heartbeat):
                     heartbeats.append(float(t))
-                elif line.startswith("REJ "):
-                    received.add(int(line.split()[1]))
+                elif isinstance(message, Reject):
+                    received.add(message.seq)
     camera_gaps = [(e["t_start"], e["t_end"]) for e in events if e["event"] == "source_gap"]
     beat_gaps = _gaps(heartbeats, 3 * HEARTBEAT_MS / 1000)
     with_beats = sum(any(a < t < b for t in heartbeats) for a, b in
