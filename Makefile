@@ -78,13 +78,14 @@ soak: $(VENV)/.installed-edge
 	$(BIN)/station soak --video runs/soak/line.avi --minutes $(SOAK_MINUTES)
 
 # The tests are in two sets. tests/training needs the train extra (Keras, TensorFlow): it trains a small
-# model and quantizes it once a session, and tests training, quantization and the Keras side. Every other
-# test is a device test: it runs on the bundled int8 model with what a device installs. `make test-edge`
-# runs those in a venv of their own with the edge extra and the dev extra (pytest, and what the device
-# tests drive: paho-mqtt, pymodbus, selenium), and never TensorFlow or Keras, which it checks: a device
-# test or an edge module that needs either fails there (tests/conftest.py does not collect tests/training
-# where Keras is not installed). `make test` runs each test once: the training set in .venv, the device
-# tests in .venv-edge. (`.venv/bin/python -m pytest tests` runs both sets in .venv.)
+# model and quantizes it once a session, tests training, quantization and the Keras side, and checks that
+# the device's code never imports TensorFlow where it is installed. Every other test is a device test:
+# it runs on the bundled int8 model with what a device installs. `make test-edge` runs those in a venv
+# of their own with the edge extra and the dev extra (pytest, and what the device tests drive: paho-mqtt,
+# pymodbus, selenium), and never TensorFlow or Keras, which it checks: a device test or an edge module
+# that needs either fails there (tests/conftest.py does not collect tests/training where Keras is not
+# installed). `make test` runs each test once: the training set in .venv, the device tests in
+# .venv-edge. (`.venv/bin/python -m pytest tests` runs both sets in .venv.)
 EDGE_VENV ?= .venv-edge
 EDGE_BIN = $(EDGE_VENV)/bin
 NO_TENSORFLOW = import importlib.util, sys; found = [m for m in ("tensorflow", "keras", "jax") if importlib.util.find_spec(m)]; \

@@ -4,8 +4,9 @@ Two sets of tests. Device tests (everything outside tests/training) run on the b
 (`model: {path: default}`) with only what a device installs, the edge extra: their videos and
 images come from training.surfaces (the data the bundled model was made from) and
 training.synthetic, both numpy and OpenCV only; stations.py configures, runs and reads a station.
-tests/training trains and quantizes (the train extra: Keras, TensorFlow); where Keras is not
-installed, as on a device, it is not collected (`make test-edge`).
+tests/training needs the train extra (Keras, TensorFlow): it trains and quantizes, and checks that
+the device's code leaves TensorFlow alone where it is installed. Where Keras is not installed, as on
+a device, it is not collected (`make test-edge`).
 """
 
 import importlib.util
