@@ -1,10 +1,11 @@
 # make demo: the station with its bundled int8 model on a generated conveyor video, a PLC stand-in as the gate
-# make test: the whole test suite (all extras)
+# make test: the whole test suite: the training set (tests/training) in .venv with every extra, then the
+#            device tests (everything else) in .venv-edge with only what a device installs (make test-edge)
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo install default-model test bench bench-web soak clean
+.PHONY: demo install default-model test test-train test-edge bench bench-web soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,8 +77,36 @@ soak: $(VENV)/.installed-edge
 	test -f runs/soak/line.avi || $(BIN)/python -m training.surfaces --video runs/soak/line.avi --frames 900 --fps 15 --seed 11
 	$(BIN)/station soak --video runs/soak/line.avi --minutes $(SOAK_MINUTES)
 
-test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q tests
+# The tests are in two sets. tests/training needs the train extra (Keras, TensorFlow): it trains a small
+# model and quantizes it once a session, tests training, quantization and the Keras side, and checks that
+# the device's code never imports TensorFlow where it is installed. Every other test is a device test:
+# it runs on the bundled int8 model with what a device installs. `make test-edge` runs those in a venv
+# of their own with the edge extra and the dev extra (pytest, and what the device tests drive: paho-mqtt,
+# pymodbus, selenium), and never TensorFlow or Keras, which it checks: a device test or an edge module
+# that needs either fails there (tests/conftest.py does not collect tests/training where Keras is not
+# installed). `make test` runs each test once: the training set in .venv, the device tests in
+# .venv-edge. (`.venv/bin/python -m pytest tests` runs both sets in .venv.)
+EDGE_VENV ?= .venv-edge
+EDGE_BIN = $(EDGE_VENV)/bin
+NO_TENSORFLOW = import importlib.util, sys; found = [m for m in ("tensorflow", "keras", "jax") if importlib.util.find_spec(m)]; \
+	sys.exit(f"$(EDGE_VENV) is not what a device installs: it has {found}" if found else 0)
+
+$(EDGE_BIN)/python:
+	$(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_BIN)/pip install -q --upgrade pip
+
+$(EDGE_VENV)/.installed: setup.py | $(EDGE_BIN)/python
+	$(EDGE_BIN)/pip install -q -e ".[edge,dev]"
+	$(EDGE_BIN)/python -c '$(NO_TENSORFLOW)'
+	touch $@
+
+test-train: $(VENV)/.installed
+	$(BIN)/python -m pytest -q tests/training
+
+test-edge: $(EDGE_VENV)/.installed
+	$(EDGE_BIN)/python -m pytest -q tests
+
+test: test-train test-edge
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(EDGE_VENV) runs build *.egg-info

@@ -1,3 +1,5 @@
+"""The folder dataset (edge.evaluation.dataset): the split, image and mask pairs, LabelMe shapes, bad pairs named or skipped."""
+
 import json
 import shutil
 
@@ -5,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.cli import main
 from edge.evaluation.dataset import list_samples, rasterize_labelme, read_pairs
 from edge.core.errors import BadInput
 
@@ -102,65 +103,3 @@ def test_bad_pairs_are_named_or_skipped(synth_rgb, tmp_path, how, message):
     pairs, skipped = read_pairs(samples, 3, skip_bad=True)
     assert len(pairs) == len(samples) - 1
     assert [s[0].endswith("0045.png") for s in skipped] == [True]
-
-
-@pytest.mark.parametrize("setup, message", [
-    (lambda d: None, "dataset folder not found"),
-    (lambda d: (d / "images").mkdir(parents=True), "no images found"),
-    (lambda d: d.mkdir(), "images: folder not found"),
-])
-def test_missing_or_empty_folders_exit_2_with_one_line(tmp_path, capsys, setup, message):
-    data = tmp_path / "data"
-    setup(data)
-    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert message in err and str(data) in err and "\n" not in err
-
-
-def test_eval_of_a_missing_model_exits_2(synth_rgb, tmp_path, capsys):
-    assert main(["eval", "--model", str(tmp_path / "nope.keras"), "--data", str(synth_rgb)]) == 2
-    assert "nope.keras: model file not found" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("text, message", [
-    ("train:\n  epochs: ten\n", "train.epochs: expected an integer, got 'ten'"),
-    ("train:\n  epoch: 3\n", "train.epoch: unknown key"),
-    ("train:\n  arch: resnet\n", "train.arch: expected one of ['attention_unet', 'unet'], got 'resnet'"),
-    ("train:\n  resize: 1\n", "train.resize: expected true or false"),
-    ("deploy:\n  x: 1\n", "deploy: unknown section"),
-    ("train: [", "not valid YAML"),
-])
-def test_bad_config_names_the_key_and_exits_2(tmp_path, capsys, text, message):
-    (tmp_path / "c.yaml").write_text(text)
-    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--data", "x", "--out", "y"]) == 2
-    assert message in capsys.readouterr().err
-
-
-def test_config_sets_defaults_and_the_command_line_wins(tmp_path):
-    from edge.cli import parser
-
-    (tmp_path / "c.yaml").write_text("train:\n  data: d\n  out: o\n  epochs: 7\n  resize: true\n")
-    args = parser(str(tmp_path / "c.yaml")).parse_args(["train", "--epochs", "3"])
-    assert (args.data, args.out, args.epochs, args.resize) == ("d", "o", 3, True)
-
-
-def test_shipped_config_is_valid():
-    from pathlib import Path
-
-    from edge.cli import parser
-
-    args = parser(str(Path(__file__).parent.parent / "config.yaml")).parse_args(["train", "--data", "d", "--out", "o"])
-    assert args.input_size == 128
-
-
-def test_every_option_of_every_verb_shows_its_default_in_help():
-    from edge.cli import parser
-
-    verbs = next(a for a in parser()._actions if a.dest == "verb").choices
-    assert {"train", "eval", "quantize"} <= set(verbs)
-    for name, verb in verbs.items():
-        for action in verb._actions:
-            if action.dest != "help":
-                assert action.help, f"station {name} {action.option_strings}: no help"
-        assert "(default:" in verb.format_help()

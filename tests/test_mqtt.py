@@ -6,13 +6,15 @@ import sys
 import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
-from test_station import _config, _records
+from stations import verdict_records, write_config
 
 from edge.cli import main
 from edge.tools.local_broker import LocalBroker, free_port
+from training.surfaces import write_conveyor
 from training.synthetic import write_video
+
+mqtt = pytest.importorskip("paho.mqtt.client", reason="the station's MQTT sink and the dashboard need paho-mqtt (the mqtt extra)")
 
 
 class Dashboard:
@@ -52,17 +54,17 @@ def broker(tmp_path):
     broker.stop()
 
 
-def _mqtt_config(tmp_path, int8_model, video, broker_port, **mqtt_keys):
-    return _config(tmp_path, int8_model[1] / "model_int8.tflite", video, source={"realtime": True},
-                   mqtt={"host": "127.0.0.1", "port": broker_port, "topic_prefix": "line1",
-                         "spool_dir": str(tmp_path / "spool"), **mqtt_keys})
+def _mqtt_config(tmp_path, video, broker_port, **mqtt_keys):
+    return write_config(tmp_path, video, source={"realtime": True},
+                        mqtt={"host": "127.0.0.1", "port": broker_port, "topic_prefix": "line1",
+                              "spool_dir": str(tmp_path / "spool"), **mqtt_keys})
 
 
-def test_every_verdict_arrives_across_a_broker_restart_and_a_station_restart(int8_model, tmp_path, broker):
+def test_every_verdict_arrives_across_a_broker_restart_and_a_station_restart(tmp_path, broker):
     write_video(tmp_path / "a.avi", frames=210, size=(120, 160), fps=30, seed=4)
     write_video(tmp_path / "b.avi", frames=30, size=(120, 160), fps=30, seed=5)
     dashboard = Dashboard(broker.port)
-    config = _mqtt_config(tmp_path, int8_model, tmp_path / "a.avi", broker.port)
+    config = _mqtt_config(tmp_path, tmp_path / "a.avi", broker.port)
     try:
         station = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -73,14 +75,14 @@ def test_every_verdict_arrives_across_a_broker_restart_and_a_station_restart(int
         dashboard.wait_for("line1/verdict", 45)
         broker.stop()  # gone again, until after the station has stopped
         assert station.wait(60) == 0, station.stderr.read()
-        first_run = len(_records(tmp_path))
+        first_run = len(verdict_records(tmp_path))
         spooled = (tmp_path / "spool" / "spool.jsonl").read_bytes()
         offset = json.loads((tmp_path / "spool" / "state.json").read_text())["offset"]
         assert 0 < len(spooled[offset:].splitlines()) < first_run  # left on disk, unacknowledged
         broker.start()
         config.write_text(config.read_text().replace("a.avi", "b.avi"))
         assert main(["run", "--config", str(config)]) == 0  # a restarted station sends the first one's leftovers
-        records = _records(tmp_path)  # both runs, in order
+        records = verdict_records(tmp_path)  # both runs, in order
         verdicts = dashboard.wait_for("line1/verdict", len(records))
     finally:
         dashboard.close()
@@ -91,13 +93,13 @@ def test_every_verdict_arrives_across_a_broker_restart_and_a_station_restart(int
     assert len(records) == first_run + 30
 
 
-def test_summary_mode_sends_one_message_a_second_with_every_reject(int8_model, tmp_path, broker):
-    write_video(tmp_path / "line.avi", frames=75, size=(120, 160), fps=30, seed=6)
+def test_summary_mode_sends_one_message_a_second_with_every_reject(tmp_path, broker):
+    write_conveyor(tmp_path / "line.avi", frames=75, size=(120, 160), fps=30, seed=6)  # defects the bundled model finds
     dashboard = Dashboard(broker.port)
     try:
-        config = _mqtt_config(tmp_path, int8_model, tmp_path / "line.avi", broker.port, mode="summary")
+        config = _mqtt_config(tmp_path, tmp_path / "line.avi", broker.port, mode="summary")
         assert main(["run", "--config", str(config)]) == 0
-        records = _records(tmp_path)
+        records = verdict_records(tmp_path)
         summaries = dashboard.wait_for("line1/summary", 2)
         time.sleep(0.5)
         summaries = dashboard.payloads("line1/summary")
@@ -105,17 +107,18 @@ def test_summary_mode_sends_one_message_a_second_with_every_reject(int8_model, t
         dashboard.close()
     assert [s["n"] for s in summaries] == list(range(len(summaries))) and len(summaries) >= 2
     assert sum(s["interval_frames"] for s in summaries) == len(records) == summaries[-1]["frames"]
-    assert [seq for s in summaries for seq in s["interval_rejects"]] == [r["seq"] for r in records if r["verdict"] == "reject"]
+    rejects = [r["seq"] for r in records if r["verdict"] == "reject"]
+    assert [seq for s in summaries for seq in s["interval_rejects"]] == rejects and rejects
     assert all(s["gate_connected"] and s["fps"] > 0 for s in summaries)
     assert not dashboard.payloads("line1/verdict")
     status = [m.decode() for t, m in dashboard.messages if t == "line1/status"]
     assert status[0] == "online" and status[-1] == "offline"
 
 
-def test_without_a_broker_the_station_runs_on_and_spools_every_verdict(int8_model, tmp_path):
+def test_without_a_broker_the_station_runs_on_and_spools_every_verdict(tmp_path):
     write_video(tmp_path / "line.avi", frames=20, size=(120, 160), fps=30)
-    config = _mqtt_config(tmp_path, int8_model, tmp_path / "line.avi", free_port())  # nothing listens there
+    config = _mqtt_config(tmp_path, tmp_path / "line.avi", free_port())  # nothing listens there
     assert main(["run", "--config", str(config)]) == 0
     spooled = [json.loads(line) for line in (tmp_path / "spool" / "spool.jsonl").read_text().splitlines()]
-    assert [(s["n"], s["seq"]) for s in spooled] == [(r["seq"], r["seq"]) for r in _records(tmp_path)]
+    assert [(s["n"], s["seq"]) for s in spooled] == [(r["seq"], r["seq"]) for r in verdict_records(tmp_path)]
     assert json.loads((tmp_path / "spool" / "state.json").read_text()) == {"offset": 0, "next_n": 20}

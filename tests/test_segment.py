@@ -1,3 +1,5 @@
+"""Tiling with overlap and stitching (edge.inference.segment), and the runtime taking a frame's tiles in one invoke."""
+
 import numpy as np
 import pytest
 
@@ -41,3 +43,18 @@ def test_resize_mode_maps_back_to_the_frame_size_and_converts_colour():
     prob = probability_map(image, _brightness, _card("resize", channels=1))
     assert prob.shape == (60, 90)
     np.testing.assert_allclose(prob, 1.0, atol=1e-6)
+
+
+def test_tiles_of_a_frame_go_through_one_invoke_of_the_model_with_the_same_result():
+    from edge.inference.models import DEFAULT_MODEL
+    from edge.inference.runtime import TFLiteModel
+
+    tiles = np.random.default_rng(0).integers(0, 256, (6, 128, 128, 3), dtype=np.uint8)
+    batched = TFLiteModel(DEFAULT_MODEL)
+    calls = []
+    invoke = batched.interpreter.invoke
+    batched.interpreter.invoke = lambda: calls.append(1) or invoke()
+    together = batched.predict(tiles)
+    one_by_one = np.concatenate([TFLiteModel(DEFAULT_MODEL).predict(t[None]) for t in tiles])
+    assert len(calls) == 1 and tuple(batched.input["shape"]) == (6, 128, 128, 3)
+    np.testing.assert_array_equal(together, one_by_one)

@@ -1,4 +1,6 @@
-import json
+"""`station run` on the bundled int8 model, in this process and in one of its own: a verdict per frame in
+order, tiling, ROI and ignore mask, the results log, the PLC stand-in, SIGTERM, bad input on one line."""
+
 import subprocess
 import sys
 import time
@@ -6,83 +8,71 @@ import time
 import cv2
 import numpy as np
 import pytest
+from stations import read_log, verdict_records, write_config
 
 from edge.cli import main
+from training.surfaces import write_conveyor
 from training.synthetic import sample, write_video
 
-
-def _config(tmp_path, model_path, uri, **extra):
-    sections = {
-        "model": {"path": str(model_path), "threads": 2},
-        "source": {"uri": str(uri)},
-        "decision": {"min_area_px": 30},
-        "output": {"results_log": str(tmp_path / "out" / "results.jsonl"), "overlays_dir": str(tmp_path / "out" / "rejects")},
-    }
-    for key, value in extra.items():
-        sections.setdefault(key, {}).update(value)
-    path = tmp_path / "station.yaml"
-    path.write_text(json.dumps(sections))  # JSON is YAML
-    return path
+# A stretch of the demo's conveyor (training.surfaces, 120x160 frames) that the bundled model judges as the
+# generator drew it, frame by frame: seed 7 has a stain, two holes and a fold in frames 4, 8, 14 and 21. The
+# model misses thin scratches and now and then takes a tile's grout for a crack (test_demo bounds those
+# rates), so another seed, or another bundled model, may need this one changed.
+LINE_SEED = 7
 
 
-def _log(tmp_path):
-    return [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+def _conveyor(path, frames: int) -> list[bool]:
+    """The LINE_SEED conveyor video; per frame, whether it holds a defect."""
+    return [bool(row["defect"]) for row in write_conveyor(path, frames=frames, size=(120, 160), fps=15, seed=LINE_SEED)]
 
 
-def _records(tmp_path):
-    """The per-frame verdict records (the log also holds the gate's events)."""
-    return [r for r in _log(tmp_path) if "verdict" in r]
-
-
-def test_verdicts_match_the_frames_with_defects(int8_model, tmp_path, capsys):
-    truth = write_video(tmp_path / "line.avi", frames=24, size=(120, 160), seed=5)
-    model = int8_model[1] / "model_int8.tflite"
-    assert main(["run", "--config", str(_config(tmp_path, model, tmp_path / "line.avi"))]) == 0
-    records = _records(tmp_path)
+def test_verdicts_match_the_frames_with_defects(tmp_path, capsys):
+    truth = _conveyor(tmp_path / "line.avi", 24)
+    assert main(["run", "--config", str(write_config(tmp_path, tmp_path / "line.avi"))]) == 0
+    records = verdict_records(tmp_path)
     assert [r["seq"] for r in records] == list(range(24))
     assert [r["verdict"] == "reject" for r in records] == truth
     rejects = [r for r in records if r["verdict"] == "reject"]
     assert all(r["defects"] and r["defects"][0]["area_px"] >= 30 for r in rejects)
-    assert all(r["latency_ms"]["capture_to_verdict"] > 0 and r["model"] == "model_int8.tflite" for r in records)
+    assert all(r["latency_ms"]["capture_to_verdict"] > 0 and r["model"] == "surfaces_int8.tflite" for r in records)
     assert sorted(p.stem for p in (tmp_path / "out" / "rejects").glob("*.jpg")) == [f"{r['seq']:08d}" for r in rejects]
     out = capsys.readouterr().out
     assert f"frames 24 (captured 24), rejects {sum(truth)}" in out and "litert" in out
 
 
-def test_tiling_finds_a_small_defect_that_resize_misses(int8_model, tmp_path):
+def test_tiling_finds_a_small_defect_that_resize_misses(tmp_path):
     rng = np.random.default_rng(3)
     image = np.clip(150 + rng.normal(0, 3, (1080, 1920, 3)), 0, 255).astype(np.uint8)
-    cv2.circle(image, (1200, 700), 4, (80, 80, 80), -1)  # a 9-pixel pit in a 1920x1080 frame: 1/500 of a pixel at 64x64
+    cv2.circle(image, (1200, 700), 4, (80, 80, 80), -1)  # a pit 9 pixels wide in a 1920x1080 frame: 0.6 px at 128x128
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "0.png"), image[..., ::-1])
-    model = int8_model[1] / "model_int8.tflite"
     verdicts = {}
     for mode in ("tile", "resize"):
-        config = _config(tmp_path, model, folder, preprocess={"mode": mode}, decision={"min_area_px": 5})
+        config = write_config(tmp_path, folder, preprocess={"mode": mode}, decision={"min_area_px": 5})
         (tmp_path / "out" / "results.jsonl").unlink(missing_ok=True)
         assert main(["run", "--config", str(config)]) == 0
-        verdicts[mode] = _records(tmp_path)[0]
+        verdicts[mode] = verdict_records(tmp_path)[0]
     assert verdicts["tile"]["verdict"] == "reject" and verdicts["resize"]["verdict"] == "accept"
     x, y, w, h = verdicts["tile"]["defects"][0]["bbox"]
     assert x <= 1200 <= x + w and y <= 700 <= y + h
 
 
-def test_max_frames_and_the_results_log_is_appended_not_replaced(int8_model, tmp_path):
+def test_max_frames_and_the_results_log_is_appended_not_replaced(tmp_path):
     write_video(tmp_path / "line.avi", frames=10, size=(120, 160))
-    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi")
+    config = write_config(tmp_path, tmp_path / "line.avi")
     assert main(["run", "--config", str(config), "--max-frames", "4"]) == 0
     assert main(["run", "--config", str(config), "--max-frames", "3"]) == 0
-    assert [r["seq"] for r in _records(tmp_path)] == [0, 1, 2, 3, 0, 1, 2]
+    assert [r["seq"] for r in verdict_records(tmp_path)] == [0, 1, 2, 3, 0, 1, 2]
 
 
-def test_sigterm_finishes_the_frames_in_flight_and_flushes(int8_model, tmp_path):
+def test_sigterm_finishes_the_frames_in_flight_and_flushes(tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
     image, _ = sample(np.random.default_rng(0), 120, 160, channels=3, clean=True)
     for i in range(3000):
         cv2.imwrite(str(frames / f"{i:05d}.png"), image[..., ::-1]) if i < 1 else (frames / f"{i:05d}.png").hardlink_to(frames / "00000.png")
-    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", frames)
+    config = write_config(tmp_path, frames)
     proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = tmp_path / "out" / "results.jsonl"
@@ -92,7 +82,7 @@ def test_sigterm_finishes_the_frames_in_flight_and_flushes(int8_model, tmp_path)
     proc.terminate()
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    records = _records(tmp_path)
+    records = verdict_records(tmp_path)
     assert 20 <= len(records) < 3000
     assert [r["seq"] for r in records] == list(range(len(records)))  # nothing taken was lost
     assert f"frames {len(records)} " in out
@@ -105,26 +95,15 @@ def test_sigterm_finishes_the_frames_in_flight_and_flushes(int8_model, tmp_path)
     ({"model": {"path": "nope.tflite"}}, "nope.tflite: model file not found"),
     ({"preprocess": {"mode": "zoom"}}, "preprocess.mode: expected 'card', 'tile' or 'resize', got 'zoom'"),
 ])
-def test_bad_config_camera_or_model_exit_2_with_one_line(int8_model, tmp_path, capsys, extra, message):
+def test_bad_config_camera_or_model_exit_2_with_one_line(tmp_path, capsys, extra, message):
     write_video(tmp_path / "line.avi", frames=2)
-    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi", **extra)
+    config = write_config(tmp_path, tmp_path / "line.avi", **extra)
     assert main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
 
 
-def test_edge_imports_no_tensorflow_even_when_running(int8_model, tmp_path):
-    """The device installs only the edge extra: `station run` must never pull TensorFlow or Keras in."""
-    write_video(tmp_path / "line.avi", frames=2)
-    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi")
-    code = ("import sys; from edge.cli import main; rc = main(['run', '--config', sys.argv[1]]);"
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'jax')];"
-            "print('LOADED', bad); sys.exit(rc or bool(bad))")
-    result = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True)
-    assert result.returncode == 0 and "LOADED []" in result.stdout, result.stdout + result.stderr
-
-
-def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(int8_model, tmp_path):
+def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(tmp_path):
     rng = np.random.default_rng(1)
     image = np.clip(150 + rng.normal(0, 3, (128, 256, 3)), 0, 255).astype(np.uint8)
     cv2.circle(image, (40, 64), 6, (80, 80, 80), -1)  # left pit
@@ -138,9 +117,9 @@ def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(int8_model,
     centres = {}
     for name, pre in (("all", {}), ("roi", {"roi": [0, 0, 128, 128]}), ("ignore", {"ignore_mask": str(tmp_path / "ignore.png")})):
         (tmp_path / "out" / "results.jsonl").unlink(missing_ok=True)
-        config = _config(tmp_path, int8_model[1] / "model_int8.tflite", folder, preprocess=pre, decision={"min_area_px": 20})
+        config = write_config(tmp_path, folder, preprocess=pre, decision={"min_area_px": 20})
         assert main(["run", "--config", str(config)]) == 0
-        centres[name] = sorted(round(d["centroid"][0] / 100) for d in _records(tmp_path)[0]["defects"])
+        centres[name] = sorted(round(d["centroid"][0] / 100) for d in verdict_records(tmp_path)[0]["defects"])
     assert centres == {"all": [0, 2], "roi": [0], "ignore": [0]}
 
 
@@ -156,39 +135,24 @@ def test_shipped_config_is_valid_and_the_docs_list_every_key():
     assert reference_markdown() in (root / "docs" / "configuration.md").read_text()
 
 
-def test_tiles_of_a_frame_go_through_one_invoke_with_the_same_result(int8_model):
-    from edge.inference.runtime import TFLiteModel
-
-    tiles = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
-    batched = TFLiteModel(int8_model[1] / "model_int8.tflite")
-    calls = []
-    invoke = batched.interpreter.invoke
-    batched.interpreter.invoke = lambda: calls.append(1) or invoke()
-    together = batched.predict(tiles)
-    one_by_one = np.concatenate([TFLiteModel(int8_model[1] / "model_int8.tflite").predict(t[None]) for t in tiles])
-    assert len(calls) == 1 and tuple(batched.input["shape"]) == (6, 64, 64, 3)
-    np.testing.assert_array_equal(together, one_by_one)
-
-
-def test_set_overrides_any_key_and_is_validated(int8_model, tmp_path, capsys):
+def test_set_overrides_any_key_and_is_validated(tmp_path, capsys):
     write_video(tmp_path / "line.avi", frames=6)
-    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi")
+    config = write_config(tmp_path, tmp_path / "line.avi")
     assert main(["run", "--config", str(config), "--set", "pipeline.max_frames=2", "--set", "output.overlays_dir=null"]) == 0
-    assert len(_records(tmp_path)) == 2 and not (tmp_path / "out" / "rejects").exists()
+    assert len(verdict_records(tmp_path)) == 2 and not (tmp_path / "out" / "rejects").exists()
     assert main(["run", "--config", str(config), "--set", "decision.min_area_px=ten"]) == 2
     assert main(["run", "--config", str(config), "--set", "realtime"]) == 2
     assert "expected SECTION.KEY=VALUE" in capsys.readouterr().err
 
 
-def test_the_plc_stand_in_receives_a_reject_for_every_defect_frame(int8_model, tmp_path):
+def test_the_plc_stand_in_receives_a_reject_for_every_defect_frame(tmp_path):
     from edge.tools.plc_sim import PLCStandIn
 
-    truth = write_video(tmp_path / "line.avi", frames=15, size=(120, 160), seed=7)
+    truth = _conveyor(tmp_path / "line.avi", 15)
     plc = PLCStandIn()
     gate = {"driver": "serial", "port": plc.path, "timing": "delay", "distance_mm": 100, "belt_speed_mm_s": 400,
             "heartbeat_ms": 0, "recovery_ms": 0, "lanes": 2}
-    config = _config(tmp_path, int8_model[1] / "model_int8.tflite", tmp_path / "line.avi", gate=gate,
-                     source={"realtime": True})
+    config = write_config(tmp_path, tmp_path / "line.avi", gate=gate, source={"realtime": True})
     try:
         assert main(["run", "--config", str(config)]) == 0
         deadline = time.monotonic() + 2
@@ -200,7 +164,7 @@ def test_the_plc_stand_in_receives_a_reject_for_every_defect_frame(int8_model, t
     seqs = [int(line.split()[1]) for _, line in plc.received if line.startswith("REJ")]
     assert sorted(set(seqs)) == [i for i, t in enumerate(truth) if t]
     assert all(int(line.split()[2]) in (1, 2) for _, line in plc.received)
-    records = _log(tmp_path)
+    records = read_log(tmp_path)
     frames = {r["seq"]: r for r in records if "verdict" in r}
     sent = [r for r in records if r.get("event") == "reject"]
     assert {r["status"] for r in sent} == {"sent"}

@@ -28,11 +28,11 @@ def _receive(sock: socket.socket, proc: subprocess.Popen | None = None) -> list[
                 return messages
 
 
-def test_station_run_tells_systemd_ready_watchdog_and_stopping(int8_model, tmp_path):
+def test_station_run_tells_systemd_ready_watchdog_and_stopping(tmp_path):
     write_video(tmp_path / "line.avi", frames=40, fps=20)
     config = tmp_path / "station.yaml"
     config.write_text(json.dumps({
-        "model": {"path": str(int8_model[1] / "model_int8.tflite")},
+        "model": {"path": "default"},
         "source": {"uri": str(tmp_path / "line.avi"), "realtime": True},  # 2 s, paced like a camera
         "output": {"results_log": str(tmp_path / "results.jsonl"), "overlays_dir": None, "status_interval_s": 0.05},
     }))

@@ -1,3 +1,5 @@
+"""`station quantize`: int8, float16 and float32 files of a trained run, verified against it (the train extra)."""
+
 import json
 import shutil
 
@@ -125,16 +127,19 @@ def test_edgetpu_without_its_compiler_is_a_clear_error(trained_run, synth_rgb, t
     assert "edgetpu_compiler is not on PATH" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda m: m.write_bytes(m.read_bytes()[:2000]), "written for another model file"),
-    (lambda m: m.with_suffix(".json").unlink(), "model card not found"),
-    (lambda m: m.with_suffix(".json").write_text(m.with_suffix(".json").read_text().replace('"height": 64', '"height": 128')),
-     "card says input (128, 64, 3), the model takes (64, 64, 3)"),
-])
-def test_truncated_model_missing_or_mismatched_card_exit_2(quantized, synth_rgb, tmp_path, capsys, damage, message):
-    model = tmp_path / "model_int8.tflite"
-    shutil.copy(quantized[1] / "model_int8.tflite", model)
-    shutil.copy(quantized[1] / "model_int8.json", model.with_suffix(".json"))
-    damage(model)
-    assert main(["eval", "--model", str(model), "--data", str(synth_rgb)]) == 2
-    assert message in capsys.readouterr().err
+def test_bench_measures_the_int8_file_against_its_float32_twin(quantized, synth_rgb, tmp_path):
+    """station bench on quantize's int8 and float32 files: int8 is less than half the size, and its Dice is
+    reported against the float model's (the bench on the device's own model is in tests/test_bench.py)."""
+    models = quantized[1]
+    assert main(["bench", "--model", str(models / "model_int8.tflite"), "--model", str(models / "model_float32.tflite"),
+                 "--data", str(synth_rgb), "--threads", "1", "--runs", "5", "--warmup", "1", "--runtime", "litert",
+                 "--json", str(tmp_path / "b.json"), "--report", str(tmp_path / "b.md")]) == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [(r["name"], r["precision"], r["runtime"]) for r in rows] == [
+        ("model_int8.tflite", "int8", "litert"), ("model_float32.tflite", "float32", "litert")]
+    int8, float32 = rows
+    assert int8["size_mb"] < float32["size_mb"] / 2
+    assert 0 <= float32["accuracy"]["dice"] <= 1 and "vs_float" not in float32
+    assert int8["vs_float"]["dice"] == pytest.approx(int8["accuracy"]["dice"] - float32["accuracy"]["dice"])
+    assert {p.name for p in tmp_path.glob("b_*.png")} == {"b_latency_model_int8.png", "b_latency_model_float32.png",
+                                                          "b_accuracy_vs_latency.png"}
