@@ -94,7 +94,7 @@ def test_speed_lines_from_the_plc_reach_the_gate_and_malformed_ones_are_ignored(
 
 def test_the_plc_stand_in_acknowledges_over_the_wire_and_a_silent_one_gets_the_reject_again(plc):
     events = []
-    gate = _gate(plc, events, ack_pattern="OK{seq}", ack_timeout_ms=300, ack_retries=1, recovery_ms=0)
+    gate = _gate(plc, events, ack_pattern="OK{seq}", ack_timeout_ms=1000, ack_retries=1, recovery_ms=0)  # room for a loaded machine
     plc.protocol = LineProtocol.of(gate.cfg)
     gate.verdict(5, time.monotonic(), True, [1], "defect")
     _collect(plc, lambda: any(e.get("seq") == 5 for e in events))  # never answered: sent twice, unacknowledged

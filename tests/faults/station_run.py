@@ -73,9 +73,13 @@ def write_config(tmp_path: Path, uri: str | Path, **sections) -> Path:
     return path
 
 
+STARTED: list[subprocess.Popen] = []  # killed after each test by tests/faults/conftest.py if still running
+
+
 def start(config: Path, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    STARTED.append(subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **popen))
+    return STARTED[-1]
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition"):

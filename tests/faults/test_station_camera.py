@@ -41,8 +41,8 @@ def camera(line_video):
 
 
 @pytest.fixture
-def plc():
-    recorder = PlcRecorder()
+def plc(tmp_path):
+    recorder = PlcRecorder(tmp_path / "plc")  # a name of this test's own: a pty number is reused by the next test
     yield recorder
     recorder.close()
 

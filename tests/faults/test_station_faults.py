@@ -29,8 +29,8 @@ def line_video(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def plc():
-    recorder = PlcRecorder()
+def plc(tmp_path):
+    recorder = PlcRecorder(tmp_path / "plc")  # a name of this test's own: a pty number is reused by the next test
     yield recorder
     recorder.close()
 
