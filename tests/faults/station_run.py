@@ -19,8 +19,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
+
+from stations import wait_until
 
 from edge.tools.plc_sim import PLCStandIn
 
@@ -83,12 +84,8 @@ def start(config: Path, **popen) -> subprocess.Popen:
 
 
 def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    """tests/stations.py's wait_until, with the longer default a station under faults needs."""
+    return wait_until(condition, timeout, what)
 
 
 def records(tmp_path: Path, log: Path | None = None) -> list[dict]:
