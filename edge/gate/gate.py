@@ -6,7 +6,8 @@
     gate.close()                                       # fires what is still due, logs the rest
 
 What is decided (fire times, merging, deadlines, the alarm, the heartbeat's state, the accounting) is
-edge.gate.scheduler's; this module adds the time, the wire and the lock. A lost port is reopened with
+edge.gate.scheduler's; this module adds the time, the lock and the wire, which only its thread writes
+(a caller never waits for the port, nor holds a reject back). A lost port is reopened with
 backoff and the rejects it held are sent late if still useful, else logged as missed. Every reject ends
 in the results log as sent, acknowledged, merged, late or missed. The gate thread never touches the
 disk: `record` must only hand events on (edge.sinks.results.ResultsLog).

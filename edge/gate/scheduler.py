@@ -97,7 +97,7 @@ class Scheduler:
         self.owed.pop(seq, None)
         if judged:
             self.last_on_time = now
-        self._count_consecutive(reject, reason)
+        self._count_consecutive(reject)
         if reject:
             for lane in lanes or [ALL_LANES]:
                 self._schedule(RejectCommand(seq, lane, self.fire_time(t_capture, now), reason))
@@ -250,7 +250,7 @@ class Scheduler:
         self.pending.append(command)
         self.pending.sort(key=lambda c: c.fire_at)
 
-    def _count_consecutive(self, reject: bool, reason: str) -> None:
+    def _count_consecutive(self, reject: bool) -> None:
         self.consecutive = self.consecutive + 1 if reject else 0
         limit = self.cfg.max_consecutive_rejects
         if limit and self.consecutive > limit and not self.alarmed:
@@ -267,7 +267,7 @@ class Scheduler:
         if action == "stop_line":
             self.alarm(f"frame {seq}: {why}")
         else:
-            self._count_consecutive(True, why)
+            self._count_consecutive(True)
             self._schedule(RejectCommand(seq, ALL_LANES, max(self.fire_time(t_capture, now), now), f"fail-safe: {why}"))
         self.failsafe[seq] = Outcome(action, f"fail-safe: {why}", False)
 
