@@ -235,7 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
-        return importlib.import_module(HANDLERS[args.verb]).run(args)
+        try:
+            handler = importlib.import_module(HANDLERS[args.verb])
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in ("keras", "tensorflow"):
+                raise
+            raise BadInput(f"needs Keras and TensorFlow, which a device install has not: pip install .[train] "
+                           f"({exc})") from None
+        return handler.run(args)
     except BadInput as exc:
         print(f"station {args.verb}: error: {exc}", file=sys.stderr)
         return 2

@@ -17,9 +17,6 @@ from training.synthetic import write_video
 TOKEN = "line-7-operator"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
-# tests/faults/test_hostile_http.py imports these names from this module; they live in stations.py now
-_start, _get, _wait = start_with_page, get, wait_until
-
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory):

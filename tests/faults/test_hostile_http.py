@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_web import TOKEN, _get, _start, _wait
+from stations import get as _get
+from stations import start_with_page as _start
+from stations import wait_until as _wait
 
 from edge.tools.plc_sim import PLCStandIn
 from training.synthetic import write_video
@@ -25,6 +27,8 @@ FDS = 100  # the station's `ulimit -n`
 TIMEOUT_S = 2.0  # http.client_timeout_s
 SLACK_S = 6.0  # on top of it, for a loaded machine
 HALF_SENT = b"GET / HTTP/1.1\r\nHost: x\r\n"  # never finished
+
+TOKEN = "line-7-operator"
 
 
 class Clients:
