@@ -1,5 +1,6 @@
 """The `station` command line: verbs, options, the config file's defaults, bad input on one line."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,12 @@ def test_every_option_of_every_verb_shows_its_default_in_help():
             if action.dest != "help":
                 assert action.help, f"station {name} {action.option_strings}: no help"
         assert "(default:" in verb.format_help()
+
+
+@pytest.mark.parametrize("verb", [["train", "--data", "d", "--out", "o"], ["quantize", "--model", "m.keras", "--calib", "d", "--out", "o"]])
+def test_training_verbs_on_a_device_install_say_what_to_install(capsys, verb):
+    if importlib.util.find_spec("keras") is not None:
+        pytest.skip("Keras is installed: this is what a device install (the edge extra) sees")
+    assert main(verb) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install .[train]" in err and "\n" not in err
