@@ -105,8 +105,8 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _fill(disk: Path) -> Path:
-    """A file that takes every byte the disk has left."""
+def fill_disk(disk: Path) -> Path:
+    """A file that takes every byte the disk has left (the soak's and the fault tests' full disk)."""
     filler = disk / "filler"
     with open(filler, "wb", buffering=0) as f:
         for chunk in (1 << 20, 65536, 4096, 256, 16, 1):
@@ -221,7 +221,7 @@ def _inject(name: str, camera: Stand, plc: Stand, disk: Path, http_port: int, sc
         time.sleep(2 * scale)
         plc.start()
     elif name.startswith("disk full"):
-        filler = _fill(disk)
+        filler = fill_disk(disk)
         time.sleep(8 * scale)
         filler.unlink()
     else:

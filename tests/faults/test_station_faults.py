@@ -17,6 +17,7 @@ import pytest
 from station_run import PlcRecorder, check_invariant, finish, read_log, records, start, wait_for, write_config
 
 from edge.cli import main
+from edge.tools.soak import fill_disk
 from training.surfaces import write_conveyor
 
 
@@ -47,19 +48,6 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def _fill(disk: Path) -> Path:
-    """Write a file until the disk refuses even a byte."""
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        for chunk in (65536, 4096, 256, 16, 1):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    return filler
-
-
 def _lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
@@ -75,7 +63,7 @@ def test_a_full_disk_keeps_rejecting_and_writes_every_record_once_space_returns(
                           mqtt={"host": "127.0.0.1", "port": broker_port, "spool_dir": str(small_disk / "mqtt")})
     proc = start(config)
     wait_for(lambda: len(_lines(log)) >= 10, what="the first records")
-    filler = _fill(small_disk)
+    filler = fill_disk(small_disk)
     full_since, rejects_before = time.monotonic(), len(plc.rejects())
     time.sleep(2.5)  # about 37 frames with the disk full
     text = log.read_text()
