@@ -50,8 +50,13 @@ def _add_train(sub) -> None:
     p.add_argument("--bce-weight", type=float, default=1.0, help="weight of the cross-entropy loss")
     p.add_argument("--dice-weight", type=float, default=1.0, help="weight of the soft Dice loss")
     p.add_argument("--focal-gamma", type=float, default=0.0, help="> 0 turns the cross-entropy into focal loss")
-    p.add_argument("--dice-over", default="image", choices=["batch", "image"],
-                   help="soft Dice pooled over the batch, or averaged per image")
+    p.add_argument("--dice-over", default="image", choices=["batch", "image", "defective"],
+                   help="soft Dice pooled over the batch, averaged per image, or averaged over the images with a defect")
+    p.add_argument("--tversky-alpha", type=float, default=0.5,
+                   help="weight of missed defect pixels in the Dice term (0.5: Dice; more: a Tversky loss that favours recall)")
+    p.add_argument("--prior", type=float, default=0.01,
+                   help="defect probability the untrained model starts at (output bias logit(prior); 0.5: a zero bias)")
+    p.add_argument("--tversky-gamma", type=float, default=1.0, help="power of the Dice/Tversky loss (0.75: focal Tversky)")
     p.add_argument("--resume", action="store_true", help="continue RUN/last.keras from its last epoch")
     p.add_argument("--distribute", action="store_true",
                    help="data-parallel over all devices (MirroredStrategy on tensorflow, DataParallel on jax)")

@@ -46,3 +46,24 @@ def test_best_threshold_separates_the_classes():
     t = best_threshold([prob], [mask])
     assert 0.62 <= t <= 0.68  # the middle of the perfect plateau 0.60-0.70
     assert evaluate_maps([prob], [mask], t)["dice"] == 1.0
+
+
+def test_best_dice_scores_an_under_confident_model_that_0_5_calls_empty():
+    from edge.metrics import best_dice, dice_curve
+
+    mask = np.zeros((10, 10), np.uint8)
+    mask[2:4, 2:4] = 1  # 4 defect pixels
+    prob = np.where(mask, 0.3, 0.02)  # every probability below 0.5, yet the classes separate perfectly
+    assert dice_curve([prob], [mask], [0.5])[1][0] == 0.0
+    threshold, dice = best_dice([prob], [mask])
+    assert dice == 1.0 and 0.05 <= threshold <= 0.3
+
+
+def test_all_defect_dice_is_the_floor_of_marking_everything():
+    from edge.metrics import all_defect_dice
+
+    a, b = np.zeros((4, 5), np.uint8), np.zeros((4, 5), np.uint8)
+    a[0, :2] = 1  # 2 defect pixels of 40: tp 2, fp 38 -> 4 / 42
+    assert all_defect_dice([a, b]) == pytest.approx(4 / 42)
+    ones = [np.ones((4, 5)), np.ones((4, 5))]
+    assert all_defect_dice([a, b]) == pytest.approx(evaluate_maps(ones, [a, b], 0.5)["dice"])

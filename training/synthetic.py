@@ -80,3 +80,34 @@ def write_video(path: str | Path, frames: int = 40, size: tuple[int, int] = (120
         truth.append(bool(mask.any()))
     writer.release()
     return truth
+
+
+def small_defects(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """A 0/1 mask of one or two small defects: pits of 1-3 px radius or short 1-2 px scratches."""
+    height, width = shape
+    mask = np.zeros(shape, np.uint8)
+    for _ in range(int(rng.integers(1, 3))):
+        centre = rng.uniform((4, 4), (width - 4, height - 4))
+        if rng.random() < 0.5:
+            cv2.circle(mask, tuple(int(v) for v in centre), int(rng.integers(1, 4)), 1, -1)
+        else:
+            end = centre + rng.normal(0, 1, 2) / 1.0 * rng.uniform(6, 14)
+            cv2.line(mask, tuple(int(v) for v in centre), tuple(int(v) for v in np.round(end)), 1, int(rng.integers(1, 3)))
+    return mask
+
+
+def write_small_defect_dataset(out: str | Path, images: int = 80, size: tuple[int, int] = (96, 128),
+                               clean_fraction: float = 0.75, contrast: float = 45.0, seed: int = 0) -> Path:
+    """The hard case of a real line: mostly clean parts, and on the others a pit or a short scratch
+    covering 0.05-0.5 % of the image (magnetic_tile's blowholes and cracks), gray, on the same
+    noisy unevenly lit texture. Written as a folder dataset (70/15/15 split, `class` column)."""
+    rng = np.random.default_rng(seed)
+
+    def samples():
+        for _ in range(images):
+            clean = rng.random() < clean_fraction
+            mask = np.zeros(size, np.uint8) if clean else small_defects(rng, size)
+            image = np.clip(surface(rng, *size) - contrast * mask, 0, 255).astype(np.uint8)[..., None]
+            yield image, mask, {"class": "free" if clean else "small"}
+
+    return save_dataset(out, samples(), images)

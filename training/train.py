@@ -24,7 +24,7 @@ from edge.core.card import InputSpec, ModelCard, Preprocess
 from edge.evaluation.dataset import fingerprint, image_channels, list_samples, read_pairs
 from edge.core.errors import BadInput
 from edge.evaluation.evaluate import predict_maps
-from edge.evaluation.metrics import best_threshold, evaluate_maps
+from edge.evaluation.metrics import all_defect_dice, best_dice, best_threshold, dice_curve, evaluate_maps
 from edge.inference.predictors import keras_predict
 from training.data import CropDataset
 from training.losses import Dice, IoU, SegmentationLoss
@@ -34,7 +34,14 @@ log = logging.getLogger(__name__)
 
 
 class WholeImageValidation(keras.callbacks.Callback):
-    """Adds val_dice and val_iou, measured on whole val images at threshold 0.5, to the epoch logs."""
+    """Adds val_dice, val_iou and val_threshold to the epoch logs, measured on whole val images at the
+    threshold with the best val Dice (the one the card will get), and val_dice_05 at 0.5.
+
+    Scoring at a fixed 0.5 misjudged every epoch of an under-confident model: on magnetic_tile every
+    probability stayed below 0.5 for epochs while the best-threshold Dice rose, so val Dice read 0,
+    the checkpoint kept epoch 1 (which marked every pixel defective), and the learning-rate schedule
+    and early stopping watched a flat zero.
+    """
 
     def __init__(self, pairs, card: ModelCard, sample: int = 0, seed: int = 0):
         super().__init__()
@@ -44,8 +51,10 @@ class WholeImageValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         probs = predict_maps(self.images, keras_predict(self.model), self.card)
-        scores = evaluate_maps(probs, self.masks, threshold=0.5)
-        logs["val_dice"], logs["val_iou"] = scores["dice"], scores["iou"]
+        threshold, _ = best_dice(probs, self.masks)
+        scores = evaluate_maps(probs, self.masks, threshold)
+        logs["val_dice"], logs["val_iou"], logs["val_threshold"] = scores["dice"], scores["iou"], threshold
+        logs["val_dice_05"] = dice_curve(probs, self.masks, [0.5])[1][0]
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -123,10 +132,12 @@ def run(args) -> int:
             print(f"resuming {out / 'last.keras'} after epoch {len(history)}")
         else:
             history = []
-            model = build_model(args.arch, args.input_size, channels, args.base_filters, args.depth, args.upsampling)
+            model = build_model(args.arch, args.input_size, channels, args.base_filters, args.depth, args.upsampling,
+                                args.prior)
             model.compile(
                 optimizer=keras.optimizers.Adam(args.lr),
-                loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma, args.dice_over),
+                loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma, args.dice_over,
+                                      args.tversky_alpha, args.tversky_gamma),
                 metrics=[Dice(), IoU()],
             )
     batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
@@ -168,9 +179,14 @@ def run(args) -> int:
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
         **{k: getattr(args, k) for k in ("seed", "batch", "lr", "epoch_size", "bce_weight", "dice_weight",
-                                          "focal_gamma", "dice_over", "distribute")},
+                                          "focal_gamma", "dice_over", "tversky_alpha", "tversky_gamma", "prior",
+                                          "distribute")},
     }
     card.save(out / "model.keras")
+    floor = all_defect_dice(val_masks)
+    if card.metrics["val"]["dice"] <= floor + 0.01:
+        print(f"warning: val Dice {card.metrics['val']['dice']:.4f} is no better than marking every pixel defective "
+              f"({floor:.4f}): the model has learnt nothing usable")
     summary = ", ".join(f"{split} dice {m['dice']:.4f} iou {m['iou']:.4f}" for split, m in card.metrics.items())
     print(f"threshold {card.threshold:.2f} (best val Dice); {summary}")
     print(f"results saved to {out} (model.keras, model.json, log.csv) in {card.training['wall_time_s']:.0f} s")

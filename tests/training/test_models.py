@@ -115,3 +115,45 @@ def test_batch_dice_pools_pixels_and_image_dice_scores_each_image():
     pooled = keras.ops.convert_to_numpy(batch.call(y, p))
     assert per_image[0] == pytest.approx(1 - 1 / 5) and per_image[1] == pytest.approx(0.0)
     assert pooled[0] == pooled[1] == pytest.approx(1 - 17 / 21)
+
+
+def test_the_untrained_model_starts_at_the_prior_not_at_one_half():
+    model = build_model("unet", 32, 1, base_filters=4, depth=2, prior=0.01)
+    bias = model.get_layer("defect").get_weights()[1]
+    np.testing.assert_allclose(bias, [np.log(0.01 / 0.99)], rtol=1e-6)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 1)).astype("float32")
+    assert float(np.mean(keras.ops.convert_to_numpy(model(x)))) < 0.05
+    with pytest.raises(ValueError, match="prior"):
+        build_model("unet", 32, 1, base_filters=4, depth=2, prior=0.0)
+
+
+def test_dice_over_defective_ignores_clean_crops_and_averages_the_others():
+    y = np.zeros((3, 4, 4, 1), "float32")
+    y[1, :2] = 1.0  # 8 defect pixels, predicted perfectly: loss 0
+    y[2, 0, 0] = 1.0  # 1 defect pixel, predicted 0: Dice (0 + 1) / (1 + 0 + 1) = 1/2
+    p = y.copy()
+    p[0] = 0.25  # a clean crop with faint false positives: not counted
+    p[2] = 0.0
+    loss = SegmentationLoss(0.0, 1.0, dice_over="defective")
+    per_crop = keras.ops.convert_to_numpy(loss.call(y, p))
+    assert per_crop[0] == 0.0
+    assert float(np.mean(per_crop)) == pytest.approx((0.0 + 0.5) / 2, abs=1e-5)  # mean over the 2 defective crops
+    clean = np.zeros((2, 4, 4, 1), "float32")
+    assert float(np.mean(keras.ops.convert_to_numpy(loss.call(clean, clean + 0.3)))) == 0.0
+
+
+def test_tversky_alpha_makes_misses_cost_more_than_false_alarms_and_0_5_is_dice():
+    y = np.zeros((1, 4, 4, 1), "float32")
+    y[0, :2] = 1.0  # 8 defect pixels
+    missed = y.copy()
+    missed[0, 0] = 0.0  # 4 missed: tp 4, fn 4, fp 0
+    extra = y.copy()
+    extra[0, 2] = 1.0  # 4 false: tp 8, fn 0, fp 4
+
+    def value(alpha, p, gamma=1.0):
+        return float(keras.ops.convert_to_numpy(SegmentationLoss(0.0, 1.0, alpha=alpha, gamma=gamma).call(y, p))[0])
+
+    assert value(0.5, missed) == pytest.approx(1 - (2 * 4 + 1) / (8 + 4 + 1), abs=1e-6)  # plain soft Dice
+    assert value(0.7, missed) > value(0.7, extra)
+    assert value(0.7, missed) == pytest.approx(1 - 4.5 / (4 + 0.7 * 4 + 0.5), abs=1e-6)
+    assert value(0.7, missed, gamma=0.75) == pytest.approx(value(0.7, missed) ** 0.75, abs=1e-6)
