@@ -13,9 +13,8 @@ import logging
 import sys
 
 from edge import __version__
-from edge.core.config import STATION_SECTIONS, read_yaml
+from edge.core.config import MIN_AREA_PX, STATION_SECTIONS, read_yaml
 from edge.core.errors import BadInput
-from edge.core.config import MIN_AREA_PX
 
 COMMON = argparse.ArgumentParser(add_help=False)
 COMMON.add_argument("--config", default=None, help="YAML file: its section named after the verb sets the defaults")
@@ -57,6 +56,10 @@ def _add_train(sub) -> None:
     p.add_argument("--prior", type=float, default=0.01,
                    help="defect probability the untrained model starts at (output bias logit(prior); 0.5: a zero bias)")
     p.add_argument("--tversky-gamma", type=float, default=1.0, help="power of the Dice/Tversky loss (0.75: focal Tversky)")
+    p.add_argument("--target-recall", type=float, default=1.0,
+                   help="image-level threshold picked on val to catch this share of defective images (stored in the card)")
+    p.add_argument("--score-smooth", type=int, default=0, help="box mean (px) before the image score's max (0: the plain max)")
+    p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image (card metrics)")
     p.add_argument("--resume", action="store_true", help="continue RUN/last.keras from its last epoch")
     p.add_argument("--distribute", action="store_true",
                    help="data-parallel over all devices (MirroredStrategy on tensorflow, DataParallel on jax)")
@@ -72,7 +75,11 @@ def _add_eval(sub) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to measure")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the card's, picked on val)")
     p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file, and the curve and worst images as PNG beside it")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first pick the image-level threshold on val for --target-recall and store it in the model's card")
+    p.add_argument("--target-recall", type=float, default=1.0, help="share of defective val images to catch (--calibrate)")
+    p.add_argument("--score-smooth", type=int, default=0, help="box mean (px) before the image score's max (--calibrate)")
     p.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
     p.add_argument("--skip-bad", action="store_true", help="list and skip bad image/mask pairs instead of stopping")
 

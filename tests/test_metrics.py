@@ -67,3 +67,57 @@ def test_all_defect_dice_is_the_floor_of_marking_everything():
     assert all_defect_dice([a, b]) == pytest.approx(4 / 42)
     ones = [np.ones((4, 5)), np.ones((4, 5))]
     assert all_defect_dice([a, b]) == pytest.approx(evaluate_maps(ones, [a, b], 0.5)["dice"])
+
+
+# three defective images (0.9, 0.7, 0.7) and two clean ones (0.8, 0.3)
+LABELS = [True, False, True, False, True]
+SCORES = [0.9, 0.8, 0.7, 0.3, 0.7]
+
+
+def test_image_auroc_and_average_precision_match_a_hand_count():
+    from edge.metrics import average_precision, roc_auc
+
+    # pairs (defective, clean): 0.9 beats both, each 0.7 beats only 0.3: 4 of 6
+    assert roc_auc(LABELS, SCORES) == pytest.approx(4 / 6)
+    # at 0.9: precision 1, recall 1/3; at 0.7: precision 3/4, recall 1 -> 1/3 * 1 + 2/3 * 3/4
+    assert average_precision(LABELS, SCORES) == pytest.approx(5 / 6)
+    assert roc_auc([True, False], [0.5, 0.5]) == 0.5 and average_precision([True, False], [0.5, 0.5]) == 0.5
+    assert roc_auc([True, True], [0.1, 0.2]) is None and average_precision([False], [0.3]) is None
+
+
+def test_recall_false_reject_curve_lists_every_operating_point():
+    from edge.metrics import recall_false_reject_curve
+
+    curve = recall_false_reject_curve(LABELS, SCORES)
+    assert curve["threshold"] == [0.9, 0.8, 0.7, 0.3]
+    assert curve["recall"] == pytest.approx([1 / 3, 1 / 3, 1, 1])
+    assert curve["false_reject_rate"] == pytest.approx([0, 0.5, 0.5, 1])
+
+
+def test_threshold_for_recall_catches_the_target_with_a_margin():
+    from edge.metrics import threshold_for_recall
+
+    every = threshold_for_recall(LABELS, SCORES, 1.0)  # lowest defective 0.7, next lower 0.3: halfway
+    assert every["image_threshold"] == pytest.approx(0.5)
+    assert (every["recall"], every["false_reject_rate"]) == (1.0, 0.5)
+    assert every["recall_lower_95"] == pytest.approx(0.05 ** (1 / 3))  # 3 images say little
+    third = threshold_for_recall(LABELS, SCORES, 0.3)  # one of three: above the clean 0.8
+    assert third["image_threshold"] == pytest.approx(0.85) and third["false_reject_rate"] == 0.0
+    assert third["recall"] == pytest.approx(1 / 3) and third["recall_lower_95"] is None
+    assert threshold_for_recall([False, False], [0.2, 0.4]) is None
+
+
+def test_image_score_is_the_max_and_smoothing_ignores_a_lone_hot_pixel():
+    from edge.metrics import image_metrics, image_score
+
+    speck = np.zeros((20, 20), np.float32)
+    speck[5, 5] = 0.9
+    blob = np.zeros((20, 20), np.float32)
+    blob[10:15, 10:15] = 0.9
+    assert image_score(speck) == pytest.approx(0.9) and image_score(speck, 5) == pytest.approx(0.9 / 25)
+    assert image_score(blob, 5) == pytest.approx(0.9)
+    masks = [np.zeros((20, 20)), blob > 0]
+    report = image_metrics([speck, blob], masks, image_threshold=0.5, smooth_px=5)
+    assert report["image_auroc"] == 1.0 and report["image_ap"] == 1.0
+    assert (report["score_recall"], report["score_false_reject_rate"]) == (1.0, 0.0)
+    assert image_metrics([speck, blob], masks, image_threshold=0.5)["score_false_reject_rate"] == 1.0

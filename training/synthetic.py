@@ -96,8 +96,8 @@ def small_defects(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
     return mask
 
 
-def write_small_defect_dataset(out: str | Path, images: int = 80, size: tuple[int, int] = (96, 128),
-                               clean_fraction: float = 0.75, contrast: float = 45.0, seed: int = 0) -> Path:
+def write_small_defect_dataset(out: str | Path, images: int = 120, size: tuple[int, int] = (64, 96),
+                               clean_fraction: float = 0.75, contrast: float = 35.0, seed: int = 0) -> Path:
     """The hard case of a real line: mostly clean parts, and on the others a pit or a short scratch
     covering 0.05-0.5 % of the image (magnetic_tile's blowholes and cracks), gray, on the same
     noisy unevenly lit texture. Written as a folder dataset (70/15/15 split, `class` column)."""

@@ -23,7 +23,7 @@ import numpy as np
 from edge.core.card import InputSpec, ModelCard, Preprocess
 from edge.evaluation.dataset import fingerprint, image_channels, list_samples, read_pairs
 from edge.core.errors import BadInput
-from edge.evaluation.evaluate import predict_maps
+from edge.evaluation.evaluate import calibrate, predict_maps
 from edge.evaluation.metrics import all_defect_dice, best_dice, best_threshold, dice_curve, evaluate_maps
 from edge.inference.predictors import keras_predict
 from training.data import CropDataset
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 class WholeImageValidation(keras.callbacks.Callback):
     """Adds val_dice, val_iou and val_threshold to the epoch logs, measured on whole val images at the
-    threshold with the best val Dice (the one the card will get), and val_dice_05 at 0.5.
+    threshold with the best val Dice (the one the card will get), val_dice_05 at 0.5, and the image
+    score's val_image_auroc and val_image_ap.
 
     Scoring at a fixed 0.5 misjudged every epoch of an under-confident model: on magnetic_tile every
     probability stayed below 0.5 for epochs while the best-threshold Dice rose, so val Dice read 0,
@@ -55,6 +56,8 @@ class WholeImageValidation(keras.callbacks.Callback):
         scores = evaluate_maps(probs, self.masks, threshold)
         logs["val_dice"], logs["val_iou"], logs["val_threshold"] = scores["dice"], scores["iou"], threshold
         logs["val_dice_05"] = dice_curve(probs, self.masks, [0.5])[1][0]
+        for key in ("image_auroc", "image_ap"):  # how well the max probability ranks defective above clean images
+            logs[f"val_{key}"] = float("nan") if scores[key] is None else scores[key]
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -160,11 +163,13 @@ def run(args) -> int:
     val_probs = predict_maps([p[1] for p in val_pairs], predict, card)
     val_masks = [p[2] for p in val_pairs]
     card.threshold = best_threshold(val_probs, val_masks)
-    card.metrics = {"val": evaluate_maps(val_probs, val_masks, card.threshold)}
+    card.image_decision = calibrate(val_probs, val_masks, args.target_recall, args.score_smooth)
+    point = card.image_decision.get("image_threshold"), args.score_smooth
+    card.metrics = {"val": evaluate_maps(val_probs, val_masks, card.threshold, args.min_area, *point)}
     if by_split["test"]:
         test_pairs, _ = read_pairs(by_split["test"], channels, args.skip_bad)
         test_probs = predict_maps([p[1] for p in test_pairs], predict, card)
-        card.metrics["test"] = evaluate_maps(test_probs, [p[2] for p in test_pairs], card.threshold)
+        card.metrics["test"] = evaluate_maps(test_probs, [p[2] for p in test_pairs], card.threshold, args.min_area, *point)
     epochs = _read_log(out / "log.csv")
     card.training = {
         "data": Path(args.data).name,
@@ -188,6 +193,10 @@ def run(args) -> int:
         print(f"warning: val Dice {card.metrics['val']['dice']:.4f} is no better than marking every pixel defective "
               f"({floor:.4f}): the model has learnt nothing usable")
     summary = ", ".join(f"{split} dice {m['dice']:.4f} iou {m['iou']:.4f}" for split, m in card.metrics.items())
+    if card.image_decision:
+        d, rates = card.image_decision, lambda m: f"catches {m['score_recall']:.3f}, false rejects {m['score_false_reject_rate']}"
+        print(f"image threshold {d['image_threshold']:.4f} (val, target catch rate {d['target_recall']:.2f}, "
+              f"{d['defective_images']} defective val images): " + "; ".join(f"{k} {rates(m)}" for k, m in card.metrics.items()))
     print(f"threshold {card.threshold:.2f} (best val Dice); {summary}")
     print(f"results saved to {out} (model.keras, model.json, log.csv) in {card.training['wall_time_s']:.0f} s")
     return 0

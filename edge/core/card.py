@@ -59,6 +59,23 @@ class Preprocess:
 
 
 @dataclass
+class ImageDecision:
+    """The image-level operating point picked on val for a target catch rate
+    (edge.evaluation.metrics.threshold_for_recall): reject a frame when its image score, the highest
+    defect probability after a `smooth_px` box mean, reaches `image_threshold`."""
+
+    image_threshold: Annotated[float, Strict(), Field(ge=0, le=1)]
+    target_recall: Annotated[float, Strict(), Field(gt=0, le=1)]
+    recall: float  # on val, at image_threshold
+    false_reject_rate: float | None  # on val; None without clean val images
+    defective_images: int
+    clean_images: int
+    recall_lower_95: float | None  # what catching every val defect is worth: 0.05 ** (1 / defective_images)
+    smooth_px: Annotated[int, Strict(), Field(ge=0)] = 0
+    score: Literal["max probability"] = "max probability"
+
+
+@dataclass
 class ModelCard:
     """Everything the device needs to run a model and judge its output."""
 
@@ -66,7 +83,7 @@ class ModelCard:
     input: InputSpec
     preprocess: Preprocess = field(default_factory=Preprocess)
     threshold: Probability = 0.5
-    threshold_uint8: Annotated[int, Strict(), Field(ge=0, le=255)] | None = None  # int8 files: `threshold`, as output
+    image_decision: ImageDecision | None = None  # None: the area rule (threshold and min_area_px) alone
     architecture: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -93,7 +110,8 @@ class ModelCard:
         except ValidationError as exc:
             raise BadInput(f"{path}: {describe(exc.errors()[0])}") from None
         read = dataclasses.asdict(card)
-        if missing := [key for key in _keys_only_in(read, raw) if key != "model_sha256"]:
+        optional = ("model_sha256", "image_decision")  # older cards lack them
+        if missing := [key for key in _keys_only_in(read, raw) if key not in optional]:
             raise BadInput(f"{path}: {missing[0]}: missing (a card states every value; none is assumed)")
         if unknown := _keys_only_in(raw, read):
             log.warning("%s: unknown keys ignored: %s", path, ", ".join(unknown))

@@ -3,6 +3,9 @@
     report = evaluate_model("runs/crack/model.keras", "data/crackforest", split="test")
 
 The threshold is the card's (picked on val, best Dice, when the model was trained) unless given.
+The image-level operating point is the card's `image_decision` (picked on val for a target catch
+rate by `station train`, or by `station eval --calibrate`); with `--json OUT` the catch-rate / false
+reject curve and the worst misses and false rejects are drawn beside OUT as PNG files.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.core.card import ModelCard
-from edge.evaluation.dataset import list_samples, read_pairs
 from edge.core.config import MIN_AREA_PX
-from edge.evaluation.metrics import evaluate_maps
+from edge.evaluation.dataset import list_samples, read_pairs
+from edge.evaluation.metrics import evaluate_maps, image_score, recall_false_reject_curve, threshold_for_recall
 from edge.inference.predictors import load_model
 from edge.inference.segment import Predict, probability_map
 
@@ -31,6 +34,20 @@ def predict_maps(
     return [probability_map(image, predict, card) for image in tqdm(images, desc="eval", disable=not progress)]
 
 
+def calibrate(probs: list[np.ndarray], masks: list[np.ndarray], target_recall: float = 1.0, smooth_px: int = 0) -> dict:
+    """The card's image_decision: the image-score threshold that catches `target_recall` of the
+    defective images of these (val) maps with the fewest false rejects; {} when none is defective."""
+    labels = [bool(np.any(m)) for m in masks]
+    point = threshold_for_recall(labels, [image_score(p, smooth_px) for p in probs], target_recall)
+    if point is None:
+        log.warning("no defective image to calibrate on: no image-level threshold")
+        return {}
+    if point["defective_images"] < 10:
+        log.warning("only %d defective images to calibrate on: the catch rate is known in steps of 1/%d",
+                    point["defective_images"], point["defective_images"])
+    return {"score": "max probability", "smooth_px": int(smooth_px), **point}
+
+
 def evaluate_model(
     model: str | Path,
     data: str | Path,
@@ -40,33 +57,122 @@ def evaluate_model(
     skip_bad: bool = False,
     progress: bool = False,
     num_threads: int = 2,
+    with_maps: bool = False,
 ) -> dict:
-    """Metrics of the model file on one split of `data`, with what was measured."""
+    """Metrics of the model file on one split of `data`, with what was measured (and, with
+    `with_maps`, the pairs and probability maps under "_pairs" and "_probs")."""
     loaded = load_model(model, num_threads)
     predict, card = loaded.predict, loaded.card
     pairs, skipped = read_pairs(list_samples(data, split), card.input.channels, skip_bad)
     probs = predict_maps([image for _, image, _ in pairs], predict, card, progress)
-    report = evaluate_maps(probs, [mask for _, _, mask in pairs], card.threshold if threshold is None else threshold, min_area_px)
-    return {"model": str(model), "data": str(data), "split": split, **report, "skipped": skipped}
+    masks = [mask for _, _, mask in pairs]
+    decision = card.image_decision
+    report = evaluate_maps(probs, masks, card.threshold if threshold is None else threshold, min_area_px,
+                           decision.get("image_threshold"), decision.get("smooth_px", 0))
+    smooth = decision.get("smooth_px", 0)
+    labels, scores = [bool(np.any(m)) for m in masks], [image_score(p, smooth) for p in probs]
+    report = {"model": str(model), "data": str(data), "split": split, **report, "skipped": skipped,
+              "image_scores": {pid: round(s, 6) for (pid, _, _), s in zip(pairs, scores)},
+              "curve": recall_false_reject_curve(labels, scores)}
+    if with_maps:
+        report["_pairs"], report["_probs"] = pairs, probs
+    return report
 
 
 def format_report(report: dict) -> str:
     """The report as the aligned lines `station eval` prints."""
     keys = ("dice", "iou", "precision", "recall", "mean_image_dice", "image_recall", "false_reject_rate",
+            "image_auroc", "image_ap", "image_threshold", "score_recall", "score_false_reject_rate",
             "threshold", "min_area_px", "images", "defective_images", "clean_images")
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return "\n".join(f"  {k:<18} {fmt(report[k])}" for k in keys)
+    return "\n".join(f"  {k:<23} {fmt(report[k])}" for k in keys if k in report)
+
+
+def write_figures(report: dict, pairs, probs, stem: str | Path, worst: int = 4) -> list[Path]:
+    """STEM_curve.png (catch rate against false reject rate, the card's operating point marked) and
+    STEM_worst.png (the `worst` defective images with the lowest scores and clean ones with the
+    highest, each beside its probability map, truth outlined, MISSED / FALSE REJECT at the card's
+    image threshold); returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    curve = report["curve"]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.step([0.0, *curve["false_reject_rate"]], [0.0, *curve["recall"]], where="post")
+    if report.get("score_recall") is not None:
+        ax.plot([report["score_false_reject_rate"] or 0.0], [report["score_recall"]], "o",
+                label=f"image threshold {report['image_threshold']:.4f}")
+        ax.legend(loc="lower right")
+    ax.set(xlabel="false reject rate (clean images rejected)", ylabel="catch rate (defective images rejected)",
+           title=f"{report['split']}: AUROC {_fmt(report['image_auroc'])}, AP {_fmt(report['image_ap'])}",
+           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    paths = [stem.parent / f"{stem.name}_curve.png"]
+    fig.tight_layout()
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+
+    scores = report["image_scores"]
+    defective = sorted((p for p in zip(pairs, probs) if p[0][2].any()), key=lambda p: scores[p[0][0]])[:worst]
+    clean = sorted((p for p in zip(pairs, probs) if not p[0][2].any()), key=lambda p: -scores[p[0][0]])[:worst]
+    t = report.get("image_threshold")
+
+    def title(pid: str, is_defective: bool) -> str:
+        kind = "defective" if is_defective else "clean"
+        if t is not None:
+            kind = ("caught" if scores[pid] >= t else "MISSED") if is_defective else ("FALSE REJECT" if scores[pid] >= t else "passed")
+        return f"{kind} {pid}: score {scores[pid]:.4f}" + ("" if t is None else f" (threshold {t:.4f})")
+
+    rows = [(title(pid, True), image, mask, prob) for (pid, image, mask), prob in defective]
+    rows += [(title(pid, False), image, mask, prob) for (pid, image, mask), prob in clean]
+    if rows:
+        fig, axes = plt.subplots(len(rows), 2, figsize=(6, 2.6 * len(rows)), squeeze=False)
+        for (title, image, mask, prob), (a, b) in zip(rows, axes):
+            a.imshow(image[..., 0] if image.shape[2] == 1 else image, cmap="gray")
+            if mask.any():
+                a.contour(mask, levels=[0.5], colors="r", linewidths=0.8)
+            b.imshow(prob, vmin=0, vmax=1, cmap="magma")
+            a.set_title(title, fontsize=8)
+            for x in (a, b):
+                x.axis("off")
+        fig.tight_layout()
+        paths.append(stem.parent / f"{stem.name}_worst.png")
+        fig.savefig(paths[1], dpi=80)
+        plt.close(fig)
+    return paths
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def run(args) -> int:
     """The `station eval` verb."""
+    if args.calibrate:
+        loaded = load_model(args.model, args.threads)
+        predict, card = loaded.predict, loaded.card
+        pairs, _ = read_pairs(list_samples(args.data, "val"), card.input.channels, args.skip_bad)
+        probs = predict_maps([image for _, image, _ in pairs], predict, card, progress=True)
+        card.image_decision = calibrate(probs, [m for _, _, m in pairs], args.target_recall, args.score_smooth)
+        card.save(args.model)
+        point = card.image_decision
+        if point:
+            print(f"image threshold {point['image_threshold']:.4f} on val: catches {point['recall']:.3f} of "
+                  f"{point['defective_images']} defective images, false rejects {_fmt(point['false_reject_rate'])} "
+                  f"of {point['clean_images']} clean; saved in {card.path_for(args.model)}")
     report = evaluate_model(args.model, args.data, args.split, args.threshold, args.min_area, args.skip_bad,
-                            progress=True, num_threads=args.threads)
+                            progress=True, num_threads=args.threads, with_maps=bool(args.json))
     for image, reason in report["skipped"]:
         print(f"skipped {image}: {reason}")
     print(f"{args.model} on {args.data} [{args.split}]\n{format_report(report)}")
     if args.json:
+        pairs, probs = report.pop("_pairs"), report.pop("_probs")
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results saved to {args.json}")
+        figures = write_figures(report, pairs, probs, Path(args.json).with_suffix(""))
+        print(f"results saved to {args.json} ({', '.join(p.name for p in figures)} beside it)")
     return 0

@@ -7,13 +7,17 @@ Pixel metrics are global (every pixel of every image pooled), as in anomalib's p
 `mean_image_dice` averages per image (an image with no defect and no prediction scores 1).
 A prediction is `prob >= threshold`. At image level, an image is rejected by the device's own rule
 (edge.inference.decision: a connected region of at least `min_area_px`), and is defective when its mask has
-any defect pixel.
+any defect pixel. An image's score is its highest defect probability (`image_score`); its AUROC
+and average precision say how well the scores rank defective above clean images whatever the
+threshold, and `threshold_for_recall` picks the operating point for a target catch rate.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from edge.core.config import MIN_AREA_PX
@@ -100,10 +104,117 @@ def all_defect_dice(masks: Sequence[np.ndarray]) -> float:
     return _ratio(2 * defect, defect + total, 1.0)
 
 
+def image_score(prob: np.ndarray, smooth_px: int = 0) -> float:
+    """An image's defect score: the highest defect probability, after a `smooth_px` box mean when > 1
+    (so that one hot pixel does not reject a part; SegDecNet's decision also starts from the max)."""
+    prob = np.asarray(prob, np.float32)
+    if smooth_px > 1:
+        prob = cv2.blur(prob, (smooth_px, smooth_px), borderType=cv2.BORDER_REFLECT)
+    return float(prob.max()) if prob.size else 0.0
+
+
+def _tie_groups(labels: np.ndarray, scores: np.ndarray):
+    """Defective and clean counts at each distinct score, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    distinct, start = np.unique(-s, return_index=True)  # -s is ascending: groups in descending score
+    pos = np.add.reduceat(y.astype(np.int64), start)
+    neg = np.add.reduceat((~y).astype(np.int64), start)
+    return -distinct, pos, neg
+
+
+def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve (ties count one half); None without both defective and clean images."""
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, np.float64)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if not n_pos or not n_neg:
+        return None
+    _, pos, neg = _tie_groups(labels, scores)
+    neg_above = np.cumsum(neg) - neg  # clean images scoring strictly higher than the group
+    wins = pos * (n_neg - neg_above - neg) + 0.5 * pos * neg
+    return float(wins.sum() / (n_pos * n_neg))
+
+
+def average_precision(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """Average precision, sum over distinct thresholds of (recall step) x precision; None without defects."""
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, np.float64)
+    n_pos = int(labels.sum())
+    if not n_pos:
+        return None
+    _, pos, neg = _tie_groups(labels, scores)
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    return float(np.sum(pos / n_pos * tp / (tp + fp)))
+
+
+def recall_false_reject_curve(labels: Sequence[bool], scores: Sequence[float]) -> dict[str, list[float]]:
+    """Catch rate (image recall) and false reject rate when rejecting `score >= t`, for every distinct
+    score t, highest first: the operating points a threshold can give."""
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, np.float64)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    thresholds, pos, neg = _tie_groups(labels, scores)
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    return {
+        "threshold": thresholds.tolist(),
+        "recall": (tp / n_pos if n_pos else np.full(len(tp), np.nan)).tolist(),
+        "false_reject_rate": (fp / n_neg if n_neg else np.full(len(fp), np.nan)).tolist(),
+    }
+
+
+def threshold_for_recall(labels: Sequence[bool], scores: Sequence[float], target: float = 1.0) -> dict | None:
+    """The image-score threshold that catches at least `target` of the defective images with the
+    fewest false rejects; None when there is no defective image.
+
+    Rejecting `score >= t`: t is put halfway between the lowest score that must be caught and the
+    next lower score of any image, so the val outcome is the same as at that score and a slightly
+    weaker defect is still caught. With n defective images a catch rate is known in steps of 1/n,
+    and catching all n only says the true catch rate is at least 0.05 ** (1 / n) with 95 %
+    confidence (`recall_lower_95`: 0.74 for 10 images, 0.88 for 24, 0.97 for 100).
+    """
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, np.float64)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if not n_pos:
+        return None
+    need = max(1, math.ceil(target * n_pos - 1e-9))
+    lowest_caught = np.sort(scores[labels])[::-1][need - 1]
+    below = scores[scores < lowest_caught]
+    threshold = float((lowest_caught + below.max()) / 2) if below.size else float(lowest_caught)
+    rejected = scores >= threshold
+    caught = int((rejected & labels).sum())
+    return {
+        "image_threshold": threshold,
+        "target_recall": float(target),
+        "recall": caught / n_pos,
+        "false_reject_rate": _ratio((rejected & ~labels).sum(), n_neg, None),
+        "defective_images": n_pos,
+        "clean_images": n_neg,
+        "recall_lower_95": float(0.05 ** (1 / n_pos)) if caught == n_pos else None,
+    }
+
+
+def image_metrics(
+    probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], image_threshold: float | None = None, smooth_px: int = 0
+) -> dict:
+    """Image-level scores of the maps: AUROC and average precision of the image score (defective
+    against clean images) and, at `image_threshold`, its catch rate and false reject rate."""
+    scores = np.array([image_score(p, smooth_px) for p in probs])
+    labels = np.array([bool(np.any(m)) for m in masks])
+    report = {"image_auroc": roc_auc(labels, scores), "image_ap": average_precision(labels, scores)}
+    if image_threshold is not None:
+        rejected = scores >= image_threshold
+        report.update({
+            "image_threshold": float(image_threshold),
+            "score_recall": _ratio((rejected & labels).sum(), labels.sum(), None),
+            "score_false_reject_rate": _ratio((rejected & ~labels).sum(), (~labels).sum(), None),
+        })
+    return report
+
+
 def evaluate_maps(
-    probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshold: float, min_area_px: int = MIN_AREA_PX
+    probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshold: float, min_area_px: int = MIN_AREA_PX,
+    image_threshold: float | None = None, smooth_px: int = 0,
 ) -> dict[str, float | int | None]:
-    """Pixel and image-level metrics of probability maps against 0/1 masks."""
+    """Pixel and image-level metrics of probability maps against 0/1 masks: the area rule's catch and
+    false reject rates, the image score's AUROC and AP, and its rates at `image_threshold` if given."""
     total = np.zeros(3, np.int64)
     image_dice, rejected, defective = [], [], []
     for prob, mask in zip(probs, masks):
@@ -120,6 +231,7 @@ def evaluate_maps(
         "mean_image_dice": float(np.mean(image_dice)) if image_dice else None,
         "image_recall": _ratio((rejected_arr & defective_arr).sum(), n_defective, None),
         "false_reject_rate": _ratio((rejected_arr & ~defective_arr).sum(), n_clean, None),
+        **image_metrics(probs, masks, image_threshold, smooth_px),
         "threshold": float(threshold),
         "min_area_px": int(min_area_px),
         "images": len(image_dice),

@@ -108,20 +108,43 @@ def test_missing_or_empty_folders_exit_2_with_one_line(tmp_path, capsys, setup, 
 
 
 def test_small_defects_on_mostly_clean_parts_train_with_the_default_recipe(small, tmp_path):
-    """Pits and short scratches of 0.05-1 % of the image on 3 of 4 parts clean (magnetic_tile's case).
+    """Pits and short scratches of 0.05-1 % of the image 3 of 4 parts clean (magnetic_tile's case).
 
     Before the fixes this collapsed as magnetic_tile did: a zero output bias started every pixel at
-    p = 0.5 and the net never learnt a defect (val Dice 0 at every threshold), and scoring epochs at
-    0.5 kept epoch 1, whose best threshold marked every pixel defective. `--prior 0.5` is that bias.
+    p = 0.5 and in this budget the net learnt no defect (val Dice 0.00-0.04 at every threshold), and
+    scoring epochs at 0.5 kept epoch 1, whose best threshold marked every pixel defective (test Dice
+    0.0007, every image rejected). `--prior 0.5` is that bias; with it the net needs about two
+    more epochs here (contrast 40: test Dice 0.63 against 0.87 in 5 epochs).
     """
     from training.synthetic import write_small_defect_dataset
 
-    data = write_small_defect_dataset(tmp_path / "small", images=80, size=(64, 96), contrast=30, seed=0)
+    data = write_small_defect_dataset(tmp_path / "small", images=120, size=(64, 96), contrast=35, seed=0)
     common = ["--data", str(data), "--epochs", "5", "--epoch-size", "192", *small]
     assert main(["train", "--out", str(tmp_path / "new"), *common]) == 0
     new = ModelCard.load(tmp_path / "new" / "model.keras")
-    assert new.metrics["test"]["dice"] > 0.6 and new.metrics["test"]["false_reject_rate"] == 0.0, new.metrics
-    assert new.training["best_epoch"] > 1
+    test = new.metrics["test"]  # 7 defective and 11 clean images
+    assert test["dice"] > 0.7 and new.training["best_epoch"] > 1, test
+    # the image score at the val-calibrated threshold catches every defect, pits under min_area_px too
+    assert test["score_recall"] == 1.0 and test["score_false_reject_rate"] <= 0.1, test
     assert main(["train", "--out", str(tmp_path / "old"), "--prior", "0.5", *common]) == 0
     old = ModelCard.load(tmp_path / "old" / "model.keras")
-    assert old.metrics["test"]["dice"] < 0.1, old.metrics
+    assert old.metrics["test"]["dice"] < 0.15, old.metrics
+
+
+def test_card_has_an_image_threshold_and_eval_calibrates_and_draws(trained_run, synth_rgb, tmp_path):
+    import shutil
+
+    run = shutil.copytree(trained_run, tmp_path / "run")  # --calibrate rewrites the card
+    trained = ModelCard.load(run / "model.keras").image_decision
+    assert trained["target_recall"] == 1.0 and trained["recall"] == 1.0 and trained["defective_images"] >= 1
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert {"val_threshold", "val_dice_05", "val_image_auroc"} <= set(rows[0])
+    out = tmp_path / "e" / "eval.json"
+    assert main(["eval", "--model", str(run / "model.keras"), "--data", str(synth_rgb), "--calibrate",
+                 "--target-recall", "0.5", "--json", str(out)]) == 0
+    decision = ModelCard.load(run / "model.keras").image_decision
+    assert decision["target_recall"] == 0.5 and decision["recall"] >= 0.5
+    report = json.loads(out.read_text())
+    assert report["image_threshold"] == decision["image_threshold"] and 0.0 <= report["image_auroc"] <= 1.0
+    assert len(report["image_scores"]) == 7 and report["curve"]["recall"][-1] == 1.0
+    assert (tmp_path / "e" / "eval_curve.png").stat().st_size > 0 and (tmp_path / "e" / "eval_worst.png").is_file()
