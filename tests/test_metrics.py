@@ -92,6 +92,10 @@ def test_recall_false_reject_curve_lists_every_operating_point():
     assert curve["threshold"] == [0.9, 0.8, 0.7, 0.3]
     assert curve["recall"] == pytest.approx([1 / 3, 1 / 3, 1, 1])
     assert curve["false_reject_rate"] == pytest.approx([0, 0.5, 0.5, 1])
+    from edge.metrics import recall_at_false_reject_rate
+
+    assert recall_at_false_reject_rate(LABELS, SCORES, 0.05) == pytest.approx(1 / 3)  # only 0.9 before a false reject
+    assert recall_at_false_reject_rate(LABELS, SCORES, 0.5) == 1.0
 
 
 def test_threshold_for_recall_catches_the_target_with_a_margin():
@@ -121,3 +125,15 @@ def test_image_score_is_the_max_and_smoothing_ignores_a_lone_hot_pixel():
     assert report["image_auroc"] == 1.0 and report["image_ap"] == 1.0
     assert (report["score_recall"], report["score_false_reject_rate"]) == (1.0, 0.0)
     assert image_metrics([speck, blob], masks, image_threshold=0.5)["score_false_reject_rate"] == 1.0
+
+
+def test_calibrate_needs_defective_and_clean_images():
+    from edge.evaluate import calibrate
+
+    hot, cold = np.full((4, 4), 0.9, np.float32), np.full((4, 4), 0.1, np.float32)
+    defect, clean = np.ones((4, 4), np.uint8), np.zeros((4, 4), np.uint8)
+    point = calibrate([hot, cold], [defect, clean])
+    assert point["image_threshold"] == pytest.approx(0.5) and point["false_reject_rate"] == 0.0
+    assert point["score"] == "max probability" and point["smooth_px"] == 0
+    assert calibrate([hot, hot], [defect, defect]) == {}  # every image defective (crackforest)
+    assert calibrate([cold], [clean]) == {}

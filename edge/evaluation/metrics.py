@@ -160,6 +160,17 @@ def recall_false_reject_curve(labels: Sequence[bool], scores: Sequence[float]) -
     }
 
 
+def recall_at_false_reject_rate(labels: Sequence[bool], scores: Sequence[float], max_false_rejects: float = 0.05) -> float | None:
+    """The highest catch rate any threshold reaches while rejecting at most `max_false_rejects` of the
+    clean images; None without both defective and clean images."""
+    labels = np.asarray(labels, bool)
+    if labels.all() or not labels.any():
+        return None
+    curve = recall_false_reject_curve(labels, scores)
+    ok = [r for r, f in zip(curve["recall"], curve["false_reject_rate"]) if f <= max_false_rejects + 1e-12]
+    return float(max(ok, default=0.0))
+
+
 def threshold_for_recall(labels: Sequence[bool], scores: Sequence[float], target: float = 1.0) -> dict | None:
     """The image-score threshold that catches at least `target` of the defective images with the
     fewest false rejects; None when there is no defective image.
@@ -198,7 +209,8 @@ def image_metrics(
     against clean images) and, at `image_threshold`, its catch rate and false reject rate."""
     scores = np.array([image_score(p, smooth_px) for p in probs])
     labels = np.array([bool(np.any(m)) for m in masks])
-    report = {"image_auroc": roc_auc(labels, scores), "image_ap": average_precision(labels, scores)}
+    report = {"image_auroc": roc_auc(labels, scores), "image_ap": average_precision(labels, scores),
+              "recall_at_5pct_false_rejects": recall_at_false_reject_rate(labels, scores, 0.05)}
     if image_threshold is not None:
         rejected = scores >= image_threshold
         report.update({
