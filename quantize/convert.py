@@ -76,7 +76,3 @@ def converter(saved_model: str, fmt: str, tiles: np.ndarray | None = None) -> tf
         conv.inference_output_type = tf.uint8
     return conv
 
-
-def uint8_threshold(threshold: float, scale: float, zero_point: int) -> int:
-    """The smallest uint8 output value whose dequantized probability reaches `threshold`."""
-    return int(np.clip(np.ceil(threshold / scale + zero_point - 1e-9), 0, 255))

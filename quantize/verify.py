@@ -9,19 +9,22 @@ size, its op types, the delegate partitions LiteRT made, and its median invoke l
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from edge.core.card import ModelCard
-from edge.evaluation.evaluate import predict_maps
+from edge.evaluation.evaluate import calibrate, predict_maps
 from edge.evaluation.metrics import evaluate_maps
 from edge.inference.predictors import keras_predict
 from edge.inference.runtime import TFLiteModel
 
 
-def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard) -> dict[str, dict]:
-    """Metrics of the Keras model and of each TFLite file on the same images and threshold."""
+def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard, calibrate_images: bool = False) -> dict[str, dict]:
+    """Metrics of the Keras model and of each TFLite file on the same images and threshold; with
+    `calibrate_images` (the pairs are val) and a card with an image decision, each file's own
+    image threshold for the card's target catch rate under "image_decision"."""
     images, masks = [p[1] for p in pairs], [p[2] for p in pairs]
     reference = predict_maps(images, keras_predict(keras_model), card)
     results = {"keras": evaluate_maps(reference, masks, card.threshold)}
@@ -29,6 +32,9 @@ def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard) ->
         model = TFLiteModel(path, num_threads=2)
         probs = predict_maps(images, model.predict, card)
         scores = evaluate_maps(probs, masks, card.threshold)
+        if calibrate_images and (point := card.image_decision):
+            picked = calibrate(probs, masks, point.target_recall, point.smooth_px)
+            scores["image_decision"] = picked and dataclasses.asdict(picked)
         results[fmt] = {
             **scores,
             "dice_drop": results["keras"]["dice"] - scores["dice"],

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.inference.decision import Rules, find_defects
+from edge.inference.decision import Rules, find_defects, judge
 
 
 def _frame():
@@ -38,3 +38,25 @@ def test_cleanup_removes_specks_and_ignore_hides_regions():
     ignore = np.zeros((60, 80), bool)
     ignore[:, :40] = True
     assert [d.area_px for d in find_defects(_frame(), Rules(min_area_px=1), ignore)] == [9, 1]
+
+
+def test_the_image_score_rule_rejects_a_speck_the_area_rule_passes():
+    prob = np.zeros((60, 80), np.float32)
+    prob[30:32, 40:42] = 0.97  # a 4 px pit, under min_area_px
+    prob[5:25, 5:25] = 0.6  # a big faint region under the image threshold
+    area = judge(1, 0.0, prob, Rules(threshold=0.5, min_area_px=500), {})
+    assert not area.reject and area.score is None
+    score = judge(1, 0.0, prob, Rules(threshold=0.5, min_area_px=500, image_threshold=0.9), {})
+    assert score.reject and score.score == pytest.approx(0.97)
+    assert [(d.area_px, d.kept) for d in score.defects] == [(400, False), (4, True)]  # the pit gives the lanes
+    smoothed = judge(1, 0.0, prob, Rules(threshold=0.5, image_threshold=0.9, smooth_px=3), {})
+    assert not smoothed.reject and smoothed.score == pytest.approx(0.6)  # the pit: 0.97 * 4 / 9 after the mean
+
+
+def test_ignored_pixels_do_not_score():
+    prob = np.zeros((60, 80), np.float32)
+    prob[5, 5] = 0.99
+    ignore = np.zeros((60, 80), bool)
+    ignore[:10, :10] = True
+    verdict = judge(1, 0.0, prob, Rules(image_threshold=0.5), {}, ignore)
+    assert not verdict.reject and verdict.score == 0.0

@@ -64,7 +64,7 @@ def test_the_bundled_model_is_int8_with_its_card():
     model = TFLiteModel(DEFAULT_MODEL)
     assert model.input["dtype"] == np.uint8 and card.format == "tflite-int8"
     assert tuple(model.input["shape"][1:]) == (card.input.height, card.input.width, card.input.channels)
-    assert card.threshold_uint8 is not None and card.metrics["test"]["dice"] > 0.7
+    assert card.metrics["test"]["dice"] > 0.7
 
 
 def test_demo_rejects_the_defective_frames_at_their_fire_times(tmp_path, capsys):

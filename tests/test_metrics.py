@@ -1,7 +1,22 @@
 import numpy as np
 import pytest
 
-from edge.evaluation.metrics import best_threshold, evaluate_maps, pixel_scores
+from edge.evaluation.evaluate import calibrate
+from edge.evaluation.metrics import (
+    all_defect_dice,
+    average_precision,
+    best_dice,
+    best_threshold,
+    dice_curve,
+    evaluate_maps,
+    image_metrics,
+    pixel_scores,
+    recall_at_false_reject_rate,
+    recall_false_reject_curve,
+    roc_auc,
+    threshold_for_recall,
+)
+from edge.inference.decision import image_score
 
 
 def test_pixel_metrics_match_a_hand_count():
@@ -49,7 +64,6 @@ def test_best_threshold_separates_the_classes():
 
 
 def test_best_dice_scores_an_under_confident_model_that_0_5_calls_empty():
-    from edge.metrics import best_dice, dice_curve
 
     mask = np.zeros((10, 10), np.uint8)
     mask[2:4, 2:4] = 1  # 4 defect pixels
@@ -60,7 +74,6 @@ def test_best_dice_scores_an_under_confident_model_that_0_5_calls_empty():
 
 
 def test_all_defect_dice_is_the_floor_of_marking_everything():
-    from edge.metrics import all_defect_dice
 
     a, b = np.zeros((4, 5), np.uint8), np.zeros((4, 5), np.uint8)
     a[0, :2] = 1  # 2 defect pixels of 40: tp 2, fp 38 -> 4 / 42
@@ -75,7 +88,6 @@ SCORES = [0.9, 0.8, 0.7, 0.3, 0.7]
 
 
 def test_image_auroc_and_average_precision_match_a_hand_count():
-    from edge.metrics import average_precision, roc_auc
 
     # pairs (defective, clean): 0.9 beats both, each 0.7 beats only 0.3: 4 of 6
     assert roc_auc(LABELS, SCORES) == pytest.approx(4 / 6)
@@ -86,20 +98,17 @@ def test_image_auroc_and_average_precision_match_a_hand_count():
 
 
 def test_recall_false_reject_curve_lists_every_operating_point():
-    from edge.metrics import recall_false_reject_curve
 
     curve = recall_false_reject_curve(LABELS, SCORES)
     assert curve["threshold"] == [0.9, 0.8, 0.7, 0.3]
     assert curve["recall"] == pytest.approx([1 / 3, 1 / 3, 1, 1])
     assert curve["false_reject_rate"] == pytest.approx([0, 0.5, 0.5, 1])
-    from edge.metrics import recall_at_false_reject_rate
 
     assert recall_at_false_reject_rate(LABELS, SCORES, 0.05) == pytest.approx(1 / 3)  # only 0.9 before a false reject
     assert recall_at_false_reject_rate(LABELS, SCORES, 0.5) == 1.0
 
 
 def test_threshold_for_recall_catches_the_target_with_a_margin():
-    from edge.metrics import threshold_for_recall
 
     every = threshold_for_recall(LABELS, SCORES, 1.0)  # lowest defective 0.7, next lower 0.3: halfway
     assert every["image_threshold"] == pytest.approx(0.5)
@@ -112,8 +121,6 @@ def test_threshold_for_recall_catches_the_target_with_a_margin():
 
 
 def test_image_score_is_the_max_and_smoothing_ignores_a_lone_hot_pixel():
-    from edge.metrics import image_metrics, image_score
-
     speck = np.zeros((20, 20), np.float32)
     speck[5, 5] = 0.9
     blob = np.zeros((20, 20), np.float32)
@@ -128,12 +135,10 @@ def test_image_score_is_the_max_and_smoothing_ignores_a_lone_hot_pixel():
 
 
 def test_calibrate_needs_defective_and_clean_images():
-    from edge.evaluate import calibrate
-
     hot, cold = np.full((4, 4), 0.9, np.float32), np.full((4, 4), 0.1, np.float32)
     defect, clean = np.ones((4, 4), np.uint8), np.zeros((4, 4), np.uint8)
     point = calibrate([hot, cold], [defect, clean])
-    assert point["image_threshold"] == pytest.approx(0.5) and point["false_reject_rate"] == 0.0
-    assert point["score"] == "max probability" and point["smooth_px"] == 0
-    assert calibrate([hot, hot], [defect, defect]) == {}  # every image defective (crackforest)
-    assert calibrate([cold], [clean]) == {}
+    assert point.image_threshold == pytest.approx(0.5) and point.false_reject_rate == 0.0
+    assert point.score == "max probability" and point.smooth_px == 0
+    assert calibrate([hot, hot], [defect, defect]) is None  # every image defective (crackforest)
+    assert calibrate([cold], [clean]) is None

@@ -1,6 +1,7 @@
 """`station run` on the bundled int8 model, in this process and in one of its own: a verdict per frame in
 order, tiling, ROI and ignore mask, the results log, the PLC stand-in, SIGTERM, bad input on one line."""
 
+import shutil
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ import pytest
 from stations import read_log, verdict_records, write_config
 
 from edge.cli import main
+from edge.core.card import ImageDecision, ModelCard
+from edge.inference.models import DEFAULT_MODEL
 from training.surfaces import write_conveyor
 from training.synthetic import sample, write_video
 
@@ -101,6 +104,27 @@ def test_bad_config_camera_or_model_exit_2_with_one_line(tmp_path, capsys, extra
     assert main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_the_cards_image_threshold_decides_unless_the_config_asks_for_the_area_rule(tmp_path, capsys):
+    truth = _conveyor(tmp_path / "line.avi", 12)
+    shutil.copy(DEFAULT_MODEL, tmp_path / "m.tflite")
+    card = ModelCard.load(DEFAULT_MODEL)
+    card.image_decision = ImageDecision(image_threshold=0.0, target_recall=1.0, recall=1.0, false_reject_rate=1.0,
+                                        defective_images=1, clean_images=1, recall_lower_95=0.05)
+    card.save(tmp_path / "m.tflite")
+    model = {"path": str(tmp_path / "m.tflite")}
+    assert main(["run", "--config", str(write_config(tmp_path, tmp_path / "line.avi", model=model))]) == 0
+    records = verdict_records(tmp_path)
+    assert all(r["verdict"] == "reject" and r["score"] >= 0.0 for r in records) and len(records) == 12
+    (tmp_path / "out" / "results.jsonl").unlink()
+    config = write_config(tmp_path, tmp_path / "line.avi", model=model, decision={"rule": "area"})
+    assert main(["run", "--config", str(config)]) == 0
+    assert [r["verdict"] == "reject" and "score" not in r for r in verdict_records(tmp_path)] == truth
+    card.image_decision = None
+    card.save(tmp_path / "m.tflite")
+    assert main(["run", "--config", str(write_config(tmp_path, tmp_path / "line.avi", model=model, decision={"rule": "image_score"}))]) == 2
+    assert "decision.rule: image_score needs an image threshold" in capsys.readouterr().err
 
 
 def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(tmp_path):

@@ -164,7 +164,7 @@ def run(args) -> int:
     val_masks = [p[2] for p in val_pairs]
     card.threshold = best_threshold(val_probs, val_masks)
     card.image_decision = calibrate(val_probs, val_masks, args.target_recall, args.score_smooth)
-    point = card.image_decision.get("image_threshold"), args.score_smooth
+    point = card.image_decision and card.image_decision.image_threshold, args.score_smooth
     card.metrics = {"val": evaluate_maps(val_probs, val_masks, card.threshold, args.min_area, *point)}
     if by_split["test"]:
         test_pairs, _ = read_pairs(by_split["test"], channels, args.skip_bad)
@@ -193,10 +193,10 @@ def run(args) -> int:
         print(f"warning: val Dice {card.metrics['val']['dice']:.4f} is no better than marking every pixel defective "
               f"({floor:.4f}): the model has learnt nothing usable")
     summary = ", ".join(f"{split} dice {m['dice']:.4f} iou {m['iou']:.4f}" for split, m in card.metrics.items())
-    if card.image_decision:
-        d, rates = card.image_decision, lambda m: f"catches {m['score_recall']:.3f}, false rejects {m['score_false_reject_rate']}"
-        print(f"image threshold {d['image_threshold']:.4f} (val, target catch rate {d['target_recall']:.2f}, "
-              f"{d['defective_images']} defective val images): " + "; ".join(f"{k} {rates(m)}" for k, m in card.metrics.items()))
+    if d := card.image_decision:
+        rates = lambda m: f"catches {m['score_recall']:.3f}, false rejects {m['score_false_reject_rate']}"  # noqa: E731
+        print(f"image threshold {d.image_threshold:.4f} (val, target catch rate {d.target_recall:.2f}, "
+              f"{d.defective_images} defective val images): " + "; ".join(f"{k} {rates(m)}" for k, m in card.metrics.items()))
     print(f"threshold {card.threshold:.2f} (best val Dice); {summary}")
     print(f"results saved to {out} (model.keras, model.json, log.csv) in {card.training['wall_time_s']:.0f} s")
     return 0

@@ -77,6 +77,10 @@ class DecisionConfig(Section):
     min_area_mm2: float | None = Field(None, ge=0, description="smallest defect area in mm2 (needs mm_per_px)")
     mm_per_px: float | None = Field(None, gt=0, description="calibration: millimetres per pixel")
     cleanup_px: int = Field(0, ge=0, description="morphological opening size that removes specks (0: none)")
+    rule: Literal["card", "image_score", "area"] = Field(
+        "card", description="card: the image score at the card's image threshold when it has one, else the area rule")
+    image_threshold: float | None = Field(
+        None, ge=0, le=1, description="image-score threshold (default: the card's, picked on val for a catch rate)")
 
 
 class PipelineConfig(Section):

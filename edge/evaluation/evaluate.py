@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edge.core.card import ModelCard
+from edge.core.card import ImageDecision, ModelCard
 from edge.core.config import MIN_AREA_PX
 from edge.evaluation.dataset import list_samples, read_pairs
 from edge.evaluation.metrics import evaluate_maps, image_score, recall_false_reject_curve, threshold_for_recall
@@ -34,9 +34,11 @@ def predict_maps(
     return [probability_map(image, predict, card) for image in tqdm(images, desc="eval", disable=not progress)]
 
 
-def calibrate(probs: list[np.ndarray], masks: list[np.ndarray], target_recall: float = 1.0, smooth_px: int = 0) -> dict:
+def calibrate(
+    probs: list[np.ndarray], masks: list[np.ndarray], target_recall: float = 1.0, smooth_px: int = 0
+) -> ImageDecision | None:
     """The card's image_decision: the image-score threshold that catches `target_recall` of the
-    defective images of these (val) maps with the fewest false rejects; {} when none is defective
+    defective images of these (val) maps with the fewest false rejects; None when none is defective
     or none is clean."""
     labels = [bool(np.any(m)) for m in masks]
     point = threshold_for_recall(labels, [image_score(p, smooth_px) for p in probs], target_recall)
@@ -44,11 +46,11 @@ def calibrate(probs: list[np.ndarray], masks: list[np.ndarray], target_recall: f
         # without clean images nothing says what a threshold costs (crackforest: every val image is
         # defective, and the lowest one's max probability, 0.9999, caught only 0.85 of test)
         log.warning("no %s image to calibrate on: no image-level threshold", "defective" if point is None else "clean")
-        return {}
+        return None
     if point["defective_images"] < 10:
         log.warning("only %d defective images to calibrate on: the catch rate is known in steps of 1/%d",
                     point["defective_images"], point["defective_images"])
-    return {"score": "max probability", "smooth_px": int(smooth_px), **point}
+    return ImageDecision(**point, smooth_px=int(smooth_px))
 
 
 def evaluate_model(
@@ -69,10 +71,10 @@ def evaluate_model(
     pairs, skipped = read_pairs(list_samples(data, split), card.input.channels, skip_bad)
     probs = predict_maps([image for _, image, _ in pairs], predict, card, progress)
     masks = [mask for _, _, mask in pairs]
-    decision = card.image_decision
+    point = card.image_decision
+    smooth = point.smooth_px if point else 0
     report = evaluate_maps(probs, masks, card.threshold if threshold is None else threshold, min_area_px,
-                           decision.get("image_threshold"), decision.get("smooth_px", 0))
-    smooth = decision.get("smooth_px", 0)
+                           point and point.image_threshold, smooth)
     labels, scores = [bool(np.any(m)) for m in masks], [image_score(p, smooth) for p in probs]
     report = {"model": str(model), "data": str(data), "split": split, **report, "skipped": skipped,
               "image_scores": {pid: round(s, 6) for (pid, _, _), s in zip(pairs, scores)},
@@ -162,11 +164,10 @@ def run(args) -> int:
         probs = predict_maps([image for _, image, _ in pairs], predict, card, progress=True)
         card.image_decision = calibrate(probs, [m for _, _, m in pairs], args.target_recall, args.score_smooth)
         card.save(args.model)
-        point = card.image_decision
-        if point:
-            print(f"image threshold {point['image_threshold']:.4f} on val: catches {point['recall']:.3f} of "
-                  f"{point['defective_images']} defective images, false rejects {_fmt(point['false_reject_rate'])} "
-                  f"of {point['clean_images']} clean; saved in {card.path_for(args.model)}")
+        if point := card.image_decision:
+            print(f"image threshold {point.image_threshold:.4f} on val: catches {point.recall:.3f} of "
+                  f"{point.defective_images} defective images, false rejects {_fmt(point.false_reject_rate)} "
+                  f"of {point.clean_images} clean; saved in {card.path_for(args.model)}")
     report = evaluate_model(args.model, args.data, args.split, args.threshold, args.min_area, args.skip_bad,
                             progress=True, num_threads=args.threads, with_maps=bool(args.json))
     for image, reason in report["skipped"]:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
 from edge.core.config import MIN_AREA_PX
-from edge.inference.decision import Rules, find_defects
+from edge.inference.decision import Rules, find_defects, image_score
 
 BINS = 1000
 
@@ -102,15 +101,6 @@ def all_defect_dice(masks: Sequence[np.ndarray]) -> float:
     defect = sum(int(np.count_nonzero(m)) for m in masks)
     total = sum(int(m.size) for m in masks)
     return _ratio(2 * defect, defect + total, 1.0)
-
-
-def image_score(prob: np.ndarray, smooth_px: int = 0) -> float:
-    """An image's defect score: the highest defect probability, after a `smooth_px` box mean when > 1
-    (so that one hot pixel does not reject a part; SegDecNet's decision also starts from the max)."""
-    prob = np.asarray(prob, np.float32)
-    if smooth_px > 1:
-        prob = cv2.blur(prob, (smooth_px, smooth_px), borderType=cv2.BORDER_REFLECT)
-    return float(prob.max()) if prob.size else 0.0
 
 
 def _tie_groups(labels: np.ndarray, scores: np.ndarray):

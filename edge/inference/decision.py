@@ -1,17 +1,19 @@
 """From a probability map to a verdict: threshold, clean-up, connected components, size rules.
 
     rules = Rules(threshold=0.5, min_area_px=20, mm_per_px=0.2, min_area_mm2=1.0)
-    defects = find_defects(prob, rules)          # [Defect(bbox, area_px, area_mm2, ...)]
-    reject = any(d.kept for d in defects)
+    verdict = judge(seq, t_capture, prob, rules, timing)   # Verdict(reject, reason, defects, score)
 
-A region is kept when its area reaches `min_area_px` and, with a `mm_per_px` calibration,
-`min_area_mm2`; the frame is rejected when any region is kept. Pixels under `ignore` (belt edges,
-fixtures) never count.
+Two rules decide. The area rule: a region of `prob >= threshold` is kept when its area reaches
+`min_area_px` and, with a `mm_per_px` calibration, `min_area_mm2`, and the frame is rejected when
+any region is kept. The image-score rule, used when `image_threshold` is set (the model card's
+operating point, picked on val for a target catch rate): the frame is rejected when its score, the
+highest probability after a `smooth_px` box mean, reaches `image_threshold`; regions are still
+found and recorded, those reaching `image_threshold` kept. Pixels under `ignore` (belt edges, fixtures) never count.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -28,6 +30,8 @@ class Rules:
     min_area_mm2: float | None = None
     mm_per_px: float | None = None
     cleanup_px: int = 0  # side of the morphological opening that removes specks; 0 = none
+    image_threshold: float | None = None  # set: the image-score rule decides, not the area rule
+    smooth_px: int = 0  # box mean before the image score's max
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,15 @@ def find_defects(prob: np.ndarray, rules: Rules, ignore: np.ndarray | None = Non
     return sorted(defects, key=lambda d: d.area_px, reverse=True)
 
 
+def image_score(prob: np.ndarray, smooth_px: int = 0) -> float:
+    """An image's defect score: the highest defect probability, after a `smooth_px` box mean when > 1
+    (so that one hot pixel does not reject a part; SegDecNet's decision also starts from the max)."""
+    prob = np.asarray(prob, np.float32)
+    if smooth_px > 1:
+        prob = cv2.blur(prob, (smooth_px, smooth_px), borderType=cv2.BORDER_REFLECT)
+    return float(prob.max()) if prob.size else 0.0
+
+
 @dataclass
 class Verdict:
     """The judgement of one frame: reject or accept, why, and what was found."""
@@ -76,13 +89,20 @@ class Verdict:
     reason: str  # "defect", "clean", or why the frame was not judged
     defects: list[Defect]
     timing: dict[str, float]
+    score: float | None = None  # the image score, under the image-score rule
 
 
 def judge(seq: int, t_capture: float, prob: np.ndarray | None, rules: Rules, timing: dict,
           ignore: np.ndarray | None = None, reason: str = "") -> Verdict:
-    """Reject when a kept defect is found; a frame without a probability map is rejected (fail-safe)."""
+    """Reject by the rules (module docstring); a frame without a probability map is rejected (fail-safe)."""
     if prob is None:
         return Verdict(seq, t_capture, True, reason or "not judged", [], timing)
     defects = find_defects(prob, rules, ignore)
-    reject = any(d.kept for d in defects)
-    return Verdict(seq, t_capture, reject, "defect" if reject else "clean", defects, timing)
+    if rules.image_threshold is None:
+        reject, score = any(d.kept for d in defects), None
+    else:
+        score = image_score(prob if ignore is None else np.where(ignore, 0.0, prob), rules.smooth_px)
+        reject = score >= rules.image_threshold
+        # kept: the regions that reach the image threshold (they give the gate its lanes; none: all lanes)
+        defects = [replace(d, kept=reject and d.max_prob >= rules.image_threshold) for d in defects]
+    return Verdict(seq, t_capture, reject, "defect" if reject else "clean", defects, timing, score)

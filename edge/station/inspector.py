@@ -17,8 +17,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from edge.core.card import check_overlap
-from edge.core.config import StationConfig
+from edge.core.card import ModelCard, check_overlap
+from edge.core.config import DecisionConfig, StationConfig
 from edge.core.errors import BadInput
 from edge.gate import Gate, Outcome, open_driver
 from edge.inference.decision import Rules, Verdict, judge
@@ -29,6 +29,18 @@ from edge.sources import Frame, Gap
 from edge.station.pipeline import RunSummary, Stats
 
 log = logging.getLogger(__name__)
+
+
+def image_rule(decision: DecisionConfig, card: ModelCard, model_path: str) -> tuple[float | None, int]:
+    """The image-score rule's (threshold, smooth_px) as config and card say; (None, 0): the area rule."""
+    point = card.image_decision
+    threshold = decision.image_threshold if decision.image_threshold is not None else point and point.image_threshold
+    if decision.rule == "area" or (decision.rule == "card" and threshold is None):
+        return None, 0
+    if threshold is None:
+        raise BadInput(f"decision.rule: image_score needs an image threshold, and {ModelCard.path_for(model_path)} has "
+                       "none: set decision.image_threshold or run `station eval --calibrate` on the model")
+    return threshold, point.smooth_px if point else 0
 
 
 class Inspector:
@@ -55,7 +67,7 @@ class Inspector:
         self.card = card
         d = config.decision
         self.rules = Rules(card.threshold if d.threshold is None else d.threshold, d.min_area_px, d.min_area_mm2,
-                           d.mm_per_px, d.cleanup_px)
+                           d.mm_per_px, d.cleanup_px, *image_rule(d, card, m.path))
         self.ignore = self._ignore_mask(pre.ignore_mask)
         out = config.output
         self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups, out.buffered_records, tee)
@@ -148,6 +160,8 @@ class Inspector:
                            **{k: round(v, 2) for k, v in (verdict.timing if verdict else {}).items()}},
             "model": self.model.path.name,
         }
+        if verdict is not None and verdict.score is not None:
+            record["score"] = round(verdict.score, 4)  # the image score, under the image-score rule
         if outcome.late_verdict is not None:
             record["late_verdict"] = outcome.late_verdict
         self.results.write(record)

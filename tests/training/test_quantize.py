@@ -10,6 +10,7 @@ import pytest
 
 from edge.core.card import ModelCard, file_sha256
 from edge.cli import main
+from edge.evaluation.evaluate import evaluate_model
 from edge.inference.runtime import TFLiteModel
 
 
@@ -53,12 +54,17 @@ def test_int8_agrees_with_the_float_model(quantized, trained_run, synth_rgb):
     assert np.abs(got - ref).mean() < 0.02
 
 
-def test_int8_card_carries_the_threshold_as_a_uint8_value(quantized, trained_run):
+def test_int8_card_keeps_the_threshold_and_picks_its_own_image_threshold(quantized, trained_run, synth_rgb):
+    """The pixel threshold carries over; the image threshold is picked again on the int8 file's own
+    val maps (int8 moves the highest probabilities), for the Keras card's target catch rate."""
     card = ModelCard.load(quantized[1] / "model_int8.tflite")
-    assert card.threshold == ModelCard.load(trained_run / "model.keras").threshold
-    scale, zero = TFLiteModel(quantized[1] / "model_int8.tflite").output["quantization"]
-    assert (card.threshold_uint8 - zero) * scale >= card.threshold > (card.threshold_uint8 - 1 - zero) * scale
+    keras_card = ModelCard.load(trained_run / "model.keras")
+    assert card.threshold == keras_card.threshold
     assert card.input.dtype == "uint8" and "val_int8" in card.metrics
+    point = card.image_decision
+    assert point.target_recall == keras_card.image_decision.target_recall and point.recall >= point.target_recall
+    val = evaluate_model(quantized[1] / "model_int8.tflite", synth_rgb, "val")
+    assert val["image_threshold"] == point.image_threshold and val["score_recall"] == point.recall
 
 
 def test_eval_runs_on_the_tflite_file(quantized, synth_rgb, tmp_path):

@@ -136,15 +136,15 @@ def test_card_has_an_image_threshold_and_eval_calibrates_and_draws(trained_run, 
 
     run = shutil.copytree(trained_run, tmp_path / "run")  # --calibrate rewrites the card
     trained = ModelCard.load(run / "model.keras").image_decision
-    assert trained["target_recall"] == 1.0 and trained["recall"] == 1.0 and trained["defective_images"] >= 1
+    assert trained.target_recall == 1.0 and trained.recall == 1.0 and trained.defective_images >= 1
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert {"val_threshold", "val_dice_05", "val_image_auroc"} <= set(rows[0])
     out = tmp_path / "e" / "eval.json"
     assert main(["eval", "--model", str(run / "model.keras"), "--data", str(synth_rgb), "--calibrate",
                  "--target-recall", "0.5", "--json", str(out)]) == 0
     decision = ModelCard.load(run / "model.keras").image_decision
-    assert decision["target_recall"] == 0.5 and decision["recall"] >= 0.5
+    assert decision.target_recall == 0.5 and decision.recall >= 0.5
     report = json.loads(out.read_text())
-    assert report["image_threshold"] == decision["image_threshold"] and 0.0 <= report["image_auroc"] <= 1.0
+    assert report["image_threshold"] == decision.image_threshold and 0.0 <= report["image_auroc"] <= 1.0
     assert len(report["image_scores"]) == 7 and report["curve"]["recall"][-1] == 1.0
     assert (tmp_path / "e" / "eval_curve.png").stat().st_size > 0 and (tmp_path / "e" / "eval_worst.png").is_file()
