@@ -36,9 +36,9 @@ def test_overlays_stay_within_the_quota_oldest_deleted_first(tmp_path):
     mask = np.zeros((120, 160), bool)
     mask[10:30, 10:40] = True
     defect = Defect((10, 10, 30, 20), 600, None, 0.9, 1.0, (25.0, 20.0), True)
-    store = OverlayStore(tmp_path / "o", quota_bytes=10**9)
+    store = OverlayStore(tmp_path / "o", quota_bytes=10**9, threshold=0.5)
     size = store.save(image, mask, [defect], "first").stat().st_size
-    store = OverlayStore(tmp_path / "o", quota_bytes=int(size * 3.5))
+    store = OverlayStore(tmp_path / "o", quota_bytes=int(size * 3.5), threshold=0.5)
     for i in range(10):
         store.save(image, mask, [defect], f"{i:03d}")
     names = sorted(p.stem for p in (tmp_path / "o").glob("*.jpg"))

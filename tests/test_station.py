@@ -14,6 +14,7 @@ from stations import read_log, verdict_records, write_config
 from edge.cli import main
 from edge.core.card import ImageDecision, ModelCard
 from edge.inference.models import DEFAULT_MODEL
+from edge.sinks.results import OverlayStore
 from training.surfaces import write_conveyor
 from training.synthetic import sample, write_video
 
@@ -125,6 +126,20 @@ def test_the_cards_image_threshold_decides_unless_the_config_asks_for_the_area_r
     card.save(tmp_path / "m.tflite")
     assert main(["run", "--config", str(write_config(tmp_path, tmp_path / "line.avi", model=model, decision={"rule": "image_score"}))]) == 2
     assert "decision.rule: image_score needs an image threshold" in capsys.readouterr().err
+
+
+def test_a_sink_that_raises_is_logged_and_counted_and_every_frame_still_recorded(tmp_path, monkeypatch, caplog):
+    """The overlay sink is made to raise on every frame (no real fault makes a sink raise: the ones that
+    can happen, a full disk or a lost broker, each sink handles itself and tests/faults/ covers)."""
+    truth = _conveyor(tmp_path / "line.avi", 10)
+
+    def broken(self, *args):
+        raise RuntimeError("sink down")
+
+    monkeypatch.setattr(OverlayStore, "verdict", broken)
+    assert main(["run", "--config", str(write_config(tmp_path, tmp_path / "line.avi"))]) == 0
+    assert [r["verdict"] == "reject" for r in verdict_records(tmp_path)] == truth
+    assert caplog.text.count("OverlayStore failed") == 1 and "sink down" in caplog.text
 
 
 def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(tmp_path):

@@ -2,8 +2,8 @@
 
     log = ResultsLog("runs/station/results.jsonl", max_bytes=50 << 20, backups=5)
     log.write({"seq": 12, "verdict": "reject", ...})      # handed to the writer thread, never waits
-    overlays = OverlayStore("runs/station/rejects", quota_bytes=200 << 20)
-    overlays.save(frame.image, prob >= 0.5, defects, "00000012")
+    overlays = OverlayStore("runs/station/rejects", quota_bytes=200 << 20, threshold=0.5)
+    overlays.verdict(frame, prob, verdict, record)      # a Sink: SEQ.jpg when the gate did not accept
 
 The log is written by a thread of its own, one record per write() system call, so the gate and
 the pipeline never wait for a disk (a slow SD card delays no reject). It is never truncated: when
@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.inference.decision import Defect
+from edge.inference.decision import Defect, Verdict
 from edge.core.errors import BadInput
 from edge.core.state import OverlayState, WriterState
 
@@ -192,8 +192,8 @@ class OverlayStore:
 
     PAUSE_S = 30.0
 
-    def __init__(self, directory: str | Path, quota_bytes: int):
-        self.dir, self.quota = Path(directory), quota_bytes
+    def __init__(self, directory: str | Path, quota_bytes: int, threshold: float):
+        self.dir, self.quota, self.threshold = Path(directory), quota_bytes, threshold
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.files = sorted(self.dir.glob("*.jpg"), key=lambda p: p.stat().st_mtime)
@@ -203,6 +203,14 @@ class OverlayStore:
         self.paused_until = 0.0
         self.error: str | None = None
         self.failures = 0
+
+    def verdict(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict, record: dict) -> None:
+        """A Sink: every frame the gate did not accept, when it was judged, as SEQ.jpg."""
+        if record["verdict"] != "accept" and prob is not None and frame.image is not None:
+            self.save(frame.image, prob >= self.threshold, verdict.defects, f"{verdict.seq:08d}")
+
+    def close(self) -> None:
+        """Nothing is held open between frames."""
 
     def save(self, image: np.ndarray, mask: np.ndarray, defects: list[Defect], name: str) -> Path | None:
         """The overlay's path, or None when overlays are paused or this one could not be written."""

@@ -349,7 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class OperatorPage:
-    """The web side of the daemon: a verdict observer plus an HTTP server in a daemon thread."""
+    """The web side of the daemon: a Sink of recorded frames plus an HTTP server in a daemon thread."""
 
     def __init__(self, config: HttpConfig, status: Callable[[], StationState], threshold: float):
         self.config, self.status = config, status

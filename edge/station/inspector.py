@@ -24,6 +24,7 @@ from edge.gate import Gate, Outcome, open_driver
 from edge.inference.decision import Rules, Verdict, judge
 from edge.inference.predictors import load_model
 from edge.inference.segment import probability_map
+from edge.sinks import Sink
 from edge.sinks.results import OverlayStore, ResultsLog
 from edge.sources import Frame, Gap
 from edge.station.pipeline import RunSummary, Stats
@@ -71,12 +72,13 @@ class Inspector:
         self.ignore = self._ignore_mask(pre.ignore_mask)
         out = config.output
         self.results = ResultsLog(out.results_log, int(out.log_max_mb * 2**20), out.log_backups, out.buffered_records, tee)
-        self.overlays = OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20)) if out.overlays_dir else None
+        self.overlays = (OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20), self.rules.threshold)
+                         if out.overlays_dir else None)
         self.tiles_per_frame = 0  # model inputs per frame, as last seen
         self.gate = Gate(config.gate, open_driver(config.gate), self.results.write)
         self.in_flight: dict[int, Frame] = {}  # captured, not yet recorded: seq -> the frame without its image
         self.publisher = None  # edge.sinks.mqtt.Publisher when mqtt.host is set
-        self.observers: list = []  # each gets verdict(frame, prob, verdict, record) for every recorded frame
+        self.sinks: list[Sink] = [self.overlays] if self.overlays else []  # + MQTT and the page: open_sinks
         self.sink_errors: dict[str, int] = {}
         self.disk_alarmed = False
 
@@ -128,18 +130,16 @@ class Inspector:
         return sorted({min(int(d.centroid[0] / width * n), n - 1) + 1 for d in verdict.defects if d.kept})
 
     def record(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict) -> bool:
-        """Tell the gate; record what it did (results log, reject overlay, observers); True unless accepted."""
+        """Tell the gate; record what it did (results log, then the sinks); True unless accepted."""
         width = frame.image.shape[1] if frame.image is not None else 1
         outcome = self.gate.verdict(verdict.seq, frame.t_capture, verdict.reject, self.lanes(verdict, width),
                                     verdict.reason, judged=prob is not None)
         record = self._record(self.in_flight.pop(frame.seq, frame), outcome, verdict)
-        if outcome.verdict != "accept" and self.overlays is not None and prob is not None:
-            self.overlays.save(frame.image, prob >= self.rules.threshold, verdict.defects, f"{verdict.seq:08d}")
-        for observer in self.observers:
+        for sink in self.sinks:
             try:
-                observer.verdict(frame, prob, verdict, record)
+                sink.verdict(frame, prob, verdict, record)
             except Exception:  # noqa: BLE001 (a failing sink is logged and counted; inspection goes on)
-                name = type(observer).__name__
+                name = type(sink).__name__
                 self.sink_errors[name] = self.sink_errors.get(name, 0) + 1
                 if self.sink_errors[name] == 1 or self.sink_errors[name] % 1000 == 0:
                     log.exception("%s failed (%d times so far)", name, self.sink_errors[name])
@@ -182,32 +182,32 @@ class Inspector:
             self.disk_alarmed = True
             self.gate.alarm(f"results log not written: {state.error}")
 
-    def open_observers(self, status) -> None:
+    def open_sinks(self, status) -> None:
         """Start the MQTT publisher and the operator page when the config asks for them; `status()`
         gives them the running station's snapshot (see `snapshot`)."""
         if self.config.mqtt.host:
             from edge.sinks.mqtt import Publisher
 
             self.publisher = Publisher(self.config.mqtt, status)
-            self.observers.append(self.publisher)
+            self.sinks.append(self.publisher)
             print(f"mqtt {self.config.mqtt.host}:{self.config.mqtt.port}, topic {self.publisher.topic}, "
                   f"spool {self.config.mqtt.spool_dir}", flush=True)
         if self.config.http.port is not None:
             from edge.sinks.web import OperatorPage
 
             page = OperatorPage(self.config.http, status, self.rules.threshold)
-            self.observers.append(page)
+            self.sinks.append(page)
             print(f"operator page {page.url}", flush=True)
 
     def close(self, why: str, stats: Stats | None) -> dict[str, int]:
-        """Stop the observers; every frame still without a record is handled fail-safe by the gate (`why`
+        """Close the sinks; every frame still without a record is handled fail-safe by the gate (`why`
         it was never judged) and recorded; let the gate fire what is due; end the log with a `stopped`
         record (the run's figures, RunSummary's). Returns the gate's reject counts."""
-        for observer in self.observers:
+        for sink in self.sinks:
             try:
-                observer.close()
+                sink.close()
             except Exception:  # noqa: BLE001
-                log.exception("%s failed to close", type(observer).__name__)
+                log.exception("%s failed to close", type(sink).__name__)
         outcomes = self.gate.abandon(why)
         unjudged = len(self.in_flight)
         for seq, frame in sorted(self.in_flight.items()):

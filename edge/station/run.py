@@ -136,7 +136,7 @@ def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) ->
         pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
                             inspector.captured, config.pipeline.queue_size, config.pipeline.max_frames)
         signals.attach(pipeline)
-        inspector.open_observers(lambda: snapshot(pipeline.stats, inspector, source))
+        inspector.open_sinks(lambda: snapshot(pipeline.stats, inspector, source))
         notifier.send("READY=1")
         interval = config.output.status_interval_s
         pipeline.run(supervise(notifier, source, _status_printer(interval, inspector), interval), interval)
