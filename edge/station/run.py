@@ -22,7 +22,7 @@ from edge.sources import open_source
 from edge.station.inspector import Inspector
 from edge.station.pipeline import Pipeline, RunSummary, Stats
 from edge.station.watchdog import Notifier, supervise
-from edge.tools.device import memory_mb
+from edge.core.device import memory_mb
 
 log = logging.getLogger(__name__)
 

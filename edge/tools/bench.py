@@ -31,7 +31,7 @@ from edge.core.card import ModelCard
 from edge.core.images import list_images
 from edge.evaluation.dataset import Sample, list_samples, read_image, read_mask
 from edge.inference.decision import Rules, find_defects
-from edge.tools.device import device_facts, memory_mb
+from edge.core.device import device_facts, memory_mb
 from edge.core.errors import BadInput
 from edge.core.config import MIN_AREA_PX
 from edge.evaluation.metrics import evaluate_maps

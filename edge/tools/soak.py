@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.tools.device import memory_mb
+from edge.core.device import memory_mb
 from edge.core.config import GateConfig
 from edge.core.errors import BadInput
 from edge.gate.protocol import Heartbeat, LineProtocol, Reject
