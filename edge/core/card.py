@@ -67,7 +67,7 @@ class ImageDecision:
     image_threshold: Annotated[float, Strict(), Field(ge=0, le=1)]
     target_recall: Annotated[float, Strict(), Field(gt=0, le=1)]
     recall: float  # on val, at image_threshold
-    false_reject_rate: float | None  # on val; None without clean val images
+    false_reject_rate: float  # on val (an operating point is only picked with clean val images)
     defective_images: int
     clean_images: int
     recall_lower_95: float | None  # what catching every val defect is worth: 0.05 ** (1 / defective_images)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from edge.core.card import ImageDecision, ModelCard
 from edge.core.config import MIN_AREA_PX
 from edge.evaluation.dataset import list_samples, read_pairs
+from edge.evaluation.figures import write_figures
 from edge.evaluation.metrics import evaluate_maps, image_score, recall_false_reject_curve, threshold_for_recall
 from edge.inference.predictors import load_model
 from edge.inference.segment import Predict, probability_map
@@ -93,68 +94,6 @@ def format_report(report: dict) -> str:
     return "\n".join(f"  {k:<23} {fmt(report[k])}" for k in keys if k in report)
 
 
-def write_figures(report: dict, pairs, probs, stem: str | Path, worst: int = 4) -> list[Path]:
-    """STEM_curve.png (catch rate against false reject rate, the card's operating point marked) and
-    STEM_worst.png (the `worst` defective images with the lowest scores and clean ones with the
-    highest, each beside its probability map, truth outlined, MISSED / FALSE REJECT at the card's
-    image threshold); returns the paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    curve = report["curve"]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.step([0.0, *curve["false_reject_rate"]], [0.0, *curve["recall"]], where="post")
-    if report.get("score_recall") is not None:
-        ax.plot([report["score_false_reject_rate"] or 0.0], [report["score_recall"]], "o",
-                label=f"image threshold {report['image_threshold']:.4f}")
-        ax.legend(loc="lower right")
-    ax.set(xlabel="false reject rate (clean images rejected)", ylabel="catch rate (defective images rejected)",
-           title=f"{report['split']}: AUROC {_fmt(report['image_auroc'])}, AP {_fmt(report['image_ap'])}",
-           xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-    ax.grid(alpha=0.3)
-    paths = [stem.parent / f"{stem.name}_curve.png"]
-    fig.tight_layout()
-    fig.savefig(paths[0], dpi=100)
-    plt.close(fig)
-
-    scores = report["image_scores"]
-    defective = sorted((p for p in zip(pairs, probs) if p[0][2].any()), key=lambda p: scores[p[0][0]])[:worst]
-    clean = sorted((p for p in zip(pairs, probs) if not p[0][2].any()), key=lambda p: -scores[p[0][0]])[:worst]
-    t = report.get("image_threshold")
-
-    def title(pid: str, is_defective: bool) -> str:
-        kind = "defective" if is_defective else "clean"
-        if t is not None:
-            kind = ("caught" if scores[pid] >= t else "MISSED") if is_defective else ("FALSE REJECT" if scores[pid] >= t else "passed")
-        return f"{kind} {pid}: score {scores[pid]:.4f}" + ("" if t is None else f" (threshold {t:.4f})")
-
-    rows = [(title(pid, True), image, mask, prob) for (pid, image, mask), prob in defective]
-    rows += [(title(pid, False), image, mask, prob) for (pid, image, mask), prob in clean]
-    if rows:
-        fig, axes = plt.subplots(len(rows), 2, figsize=(6, 2.6 * len(rows)), squeeze=False)
-        for (title, image, mask, prob), (a, b) in zip(rows, axes):
-            a.imshow(image[..., 0] if image.shape[2] == 1 else image, cmap="gray")
-            if mask.any():
-                a.contour(mask, levels=[0.5], colors="r", linewidths=0.8)
-            b.imshow(prob, vmin=0, vmax=1, cmap="magma")
-            a.set_title(title, fontsize=8)
-            for x in (a, b):
-                x.axis("off")
-        fig.tight_layout()
-        paths.append(stem.parent / f"{stem.name}_worst.png")
-        fig.savefig(paths[1], dpi=80)
-        plt.close(fig)
-    return paths
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
 def run(args) -> int:
     """The `station eval` verb."""
     if args.calibrate:
@@ -166,7 +105,7 @@ def run(args) -> int:
         card.save(args.model)
         if point := card.image_decision:
             print(f"image threshold {point.image_threshold:.4f} on val: catches {point.recall:.3f} of "
-                  f"{point.defective_images} defective images, false rejects {_fmt(point.false_reject_rate)} "
+                  f"{point.defective_images} defective images, false rejects {point.false_reject_rate:.3f} "
                   f"of {point.clean_images} clean; saved in {card.path_for(args.model)}")
     report = evaluate_model(args.model, args.data, args.split, args.threshold, args.min_area, args.skip_bad,
                             progress=True, num_threads=args.threads, with_maps=bool(args.json))
