@@ -144,32 +144,14 @@ def run_soak(video: Path, minutes: float, work: Path, cycle_s: float = 120.0, fp
     """Run the station on `video` served as a camera for `minutes`, faults every `cycle_s`, and measure."""
     if not video.is_file():
         raise BadInput(f"--video {video}: not found (make soak writes it with python -m training.surfaces)")
-    work.mkdir(parents=True, exist_ok=True)
-    disk, mounted = work / "disk", False
-    disk.mkdir(exist_ok=True)
-    if os.geteuid() == 0:
-        subprocess.run(["umount", "-l", str(disk)], stderr=subprocess.DEVNULL, check=False)
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)]).returncode == 0
-    for old in ("results.jsonl", "plc.csv"):
-        (disk / old).unlink(missing_ok=True)
-    (work / "plc.csv").unlink(missing_ok=True)
+    disk, mounted = _prepare(work)
     camera_port, http_port, link = _free_port(), _free_port(), work / "plc"
     camera = Stand([sys.executable, "-m", "edge.tools.camera_sim", "--video", str(video), "--port", str(camera_port),
                     "--fps", str(fps)], lambda: _port_open(camera_port))
     link.unlink(missing_ok=True)
     plc = Stand([sys.executable, "-m", "edge", "plc-sim", "--pty", "--link", str(link), "--csv", str(work / "plc.csv")],
                 link.exists)
-    config = {
-        "model": {"path": "default", "threads": 2},
-        "source": {"uri": f"http://127.0.0.1:{camera_port}/stream.mjpg", "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0},
-        "decision": {"min_area_px": 30},
-        "gate": {"driver": "serial", "port": str(link), "timing": "delay", "distance_mm": 300, "belt_speed_mm_s": 1000,
-                 "actuator_lead_ms": 20, "recovery_ms": 50, "verdict_deadline_ms": 400, "heartbeat_ms": HEARTBEAT_MS,
-                 "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5},
-        "output": {"results_log": str(disk / "results.jsonl"), "overlays_dir": str(disk / "rejects"),
-                   "overlays_quota_mb": 8, "log_max_mb": 8, "log_backups": 2},
-        "http": {"port": http_port},
-    }
+    config = _station_config(camera_port, link, disk, http_port)
     (work / "station.yaml").write_text(json.dumps(config))
     station = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(work / "station.yaml")],
                                stdout=(work / "station.out").open("w"), stderr=(work / "station.err").open("w"))
@@ -203,6 +185,36 @@ def run_soak(video: Path, minutes: float, work: Path, cycle_s: float = 120.0, fp
             shutil.copy(log, work / log.name)
         subprocess.run(["umount", "-l", str(disk)], check=False)
     return result
+
+
+def _prepare(work: Path) -> tuple[Path, bool]:
+    """WORK/disk for the station's output, a 64 MB tmpfs when root (so it can be filled), emptied of
+    an earlier run's logs; returns it and whether it is mounted."""
+    work.mkdir(parents=True, exist_ok=True)
+    disk, mounted = work / "disk", False
+    disk.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        subprocess.run(["umount", "-l", str(disk)], stderr=subprocess.DEVNULL, check=False)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)]).returncode == 0
+    for old in (disk / "results.jsonl", disk / "plc.csv", work / "plc.csv"):
+        old.unlink(missing_ok=True)
+    return disk, mounted
+
+
+def _station_config(camera_port: int, link: Path, disk: Path, http_port: int) -> dict:
+    """The soaked station: the bundled model on the camera stand-in, the serial gate to the PLC
+    stand-in in delay mode, its output on `disk`, the operator page on."""
+    return {
+        "model": {"path": "default", "threads": 2},
+        "source": {"uri": f"http://127.0.0.1:{camera_port}/stream.mjpg", "reconnect_initial_s": 0.2, "reconnect_max_s": 1.0},
+        "decision": {"min_area_px": 30},
+        "gate": {"driver": "serial", "port": str(link), "timing": "delay", "distance_mm": 300, "belt_speed_mm_s": 1000,
+                 "actuator_lead_ms": 20, "recovery_ms": 50, "verdict_deadline_ms": 400, "heartbeat_ms": HEARTBEAT_MS,
+                 "reconnect_initial_s": 0.1, "reconnect_max_s": 0.5},
+        "output": {"results_log": str(disk / "results.jsonl"), "overlays_dir": str(disk / "rejects"),
+                   "overlays_quota_mb": 8, "log_max_mb": 8, "log_backups": 2},
+        "http": {"port": http_port},
+    }
 
 
 def _inject(name: str, camera: Stand, plc: Stand, disk: Path, http_port: int, scale: float) -> None:
