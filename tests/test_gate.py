@@ -152,17 +152,17 @@ def test_gate_bench_measures_both_timings(capsys):
     assert "delay     scheduled fire time -> arrival: 5/5 received" in out and "immediate" in out
 
 
-@pytest.fixture
-def modbus_plc():
-    """A real pymodbus server speaking Modbus RTU framing over a local socket: the RS-485 wire is
-    the one thing that cannot exist here. Yields (port URL for the gate, read-back client)."""
+@pytest.fixture(params=["rtu", "tcp"])
+def modbus_plc(request):
+    """A real pymodbus server on 127.0.0.1: Modbus TCP, or Modbus RTU framing over the socket (the
+    RS-485 wire is the one thing that cannot exist here). Yields (gate.port, read-back client)."""
     import asyncio
     import socket
     import threading
     import warnings
 
     from pymodbus import FramerType
-    from pymodbus.client import ModbusSerialClient
+    from pymodbus.client import ModbusSerialClient, ModbusTcpClient
     from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
     from pymodbus.server import ServerAsyncStop, StartAsyncTcpServer
 
@@ -175,10 +175,13 @@ def modbus_plc():
         context = ModbusServerContext(devices={1: device}, single=False)
     loop = asyncio.new_event_loop()
     server = threading.Thread(target=lambda: loop.run_until_complete(
-        StartAsyncTcpServer(context=context, address=("127.0.0.1", port), framer=FramerType.RTU)), daemon=True)
+        StartAsyncTcpServer(context=context, address=("127.0.0.1", port),
+                            framer=FramerType.RTU if request.param == "rtu" else FramerType.SOCKET)), daemon=True)
     server.start()
-    url = f"socket://127.0.0.1:{port}"
-    reader = ModbusSerialClient(url, timeout=1)
+    if request.param == "rtu":
+        url, reader = f"socket://127.0.0.1:{port}", ModbusSerialClient(f"socket://127.0.0.1:{port}", timeout=1)
+    else:
+        url, reader = f"tcp://127.0.0.1:{port}", ModbusTcpClient("127.0.0.1", port=port, timeout=1)
     deadline = time.monotonic() + 30  # the server's thread may start late on a busy machine
     while not reader.connect():
         assert time.monotonic() < deadline, "the pymodbus server did not start"

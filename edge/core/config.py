@@ -131,8 +131,8 @@ class GateConfig(Section):
     """The `gate:` section. Its keys depend on `driver`: `GateConfig(**section)` is the model of the driver
     it names (default log), each refusing the keys of the others; these keys are every driver's."""
 
-    driver: Literal["serial", "modbus", "log"] = Field("log", description="serial: ASCII lines; modbus: Modbus RTU (pip install .[modbus]), each write confirmed by the PLC's response, no belt speed read; log: a dry run that takes every driver's keys")
-    port: str | None = Field(None, description="serial port (/dev/ttyUSB0, a udev name, a pty) or a pyserial URL")
+    driver: Literal["serial", "modbus", "log"] = Field("log", description="serial: ASCII lines; modbus: Modbus RTU, or TCP with port tcp://HOST[:PORT] (pip install .[modbus]), each write confirmed by the PLC's response, no belt speed read; log: a dry run that takes every driver's keys")
+    port: str | None = Field(None, description="serial port (/dev/ttyUSB0, a udev name, a pty) or a pyserial URL; modbus also tcp://HOST[:PORT]")
     baudrate: int = Field(115200, gt=0, description="serial speed")
     parity: Literal["N", "E", "O"] = Field("N", description="serial parity")
     stopbits: one_of(1, 1.5, 2) = Field(1, description="serial stop bits")
@@ -209,9 +209,23 @@ class SerialGateConfig(GateConfig):
         return value
 
 
+def tcp_address(port: str | None) -> tuple[str, int] | None:
+    """(host, port) of a `tcp://HOST[:PORT]` gate port (Modbus TCP, port 502 by default); None for a serial port."""
+    if not port or not port.startswith("tcp://"):
+        return None
+    host, colon, number = port[len("tcp://"):].rpartition(":")
+    if not colon:
+        host, number = number, "502"
+    host = host.strip("[]")  # an IPv6 address in brackets
+    if not host or not number.isdigit() or not 0 < int(number) < 65536:
+        raise ValueError(f"{port!r}: expected tcp://HOST or tcp://HOST:PORT with a port of 1-65535")
+    return host, int(number)
+
+
 class ModbusGateConfig(GateConfig):
-    """driver modbus: a coil or register per reject. The PLC's response to each write is its acknowledgement,
-    and no belt speed is read: `delay` timing uses belt_speed_mm_s."""
+    """driver modbus: a coil or register per reject, over a serial port (RTU) or `tcp://HOST[:PORT]` (TCP). The
+    PLC's response to each write is its acknowledgement, and no belt speed is read: `delay` timing uses
+    belt_speed_mm_s."""
 
     driver: Literal["modbus"] = "modbus"
     modbus_device_id: int = Field(1, ge=0, le=247, description="the PLC's device (slave) id")
@@ -223,6 +237,12 @@ class ModbusGateConfig(GateConfig):
     refused: ClassVar[dict[str, str]] = {
         "ack_pattern": "the PLC's response to each write is its ack; ack_timeout_ms and ack_retries apply to it",
         "pulse_ms": "a reject sets the coil, the PLC times the pulse"}
+
+    @field_validator("port")
+    @classmethod
+    def _tcp(cls, value):
+        tcp_address(value)  # a ValueError names what is wrong with a tcp:// port
+        return value
 
 
 class LogGateConfig(SerialGateConfig, ModbusGateConfig):

@@ -61,6 +61,8 @@ def _run(root, sections: dict, *changes) -> int:
 
 
 OTHER_SHA256 = "0" * 64
+IMAGE_DECISION = {"image_threshold": 0.5, "target_recall": 1.0, "recall": 1.0, "false_reject_rate": 0.1,
+                  "defective_images": 20, "clean_images": 40, "recall_lower_95": 0.86, "smooth_px": 0, "score": "max probability"}
 
 BAD = [
     ({"decision": {"min_area_px": True}}, None, "station.yaml: decision.min_area_px: expected an integer, got True"),
@@ -84,6 +86,13 @@ BAD = [
      "station.yaml: gate.alarm_template: {reason.x}: no attribute or index access (use {reason})"),
     ({"gate": {"reject_template": "REJ {seq} → {lane}\r\n"}}, None,
      "station.yaml: gate.reject_template: 'REJ {seq} → {lane}\\r\\n' is not ASCII"),
+    ({"gate": {"driver": "modbus", "port": "tcp://127.0.0.1:99999"}}, None,
+     "station.yaml: gate.port: 'tcp://127.0.0.1:99999': expected tcp://HOST or tcp://HOST:PORT with a port of 1-65535"),
+    ({"decision": {"rule": "score"}}, None, "station.yaml: decision.rule: expected 'card', 'image_score' or 'area', got 'score'"),
+    ({}, _card("image_decision", {**IMAGE_DECISION, "image_threshold": "0.5"}),
+     "model.json: image_decision.image_threshold: expected a number, got '0.5'"),
+    ({}, _card("image_decision", {**IMAGE_DECISION, "image_threshold": 1.5}),
+     "model.json: image_decision.image_threshold: expected less than or equal to 1, got 1.5"),
     ({}, _card("threshold", "0.75"), "model.json: threshold: expected a number, got '0.75'"),
     ({}, _card("threshold", 1.5), "model.json: threshold: expected less than 1, got 1.5"),
     ({}, _card("threshold", 0), "model.json: threshold: expected greater than 0, got 0"),

@@ -1,10 +1,11 @@
-"""driver modbus: Modbus RTU (pymodbus). A coil set, or the sequence number written to a register, per
+"""driver modbus: Modbus RTU on a serial port, or Modbus TCP with `port: tcp://HOST[:PORT]` (pymodbus;
+TCP port 502 by default). A coil set, or the sequence number written to a register, per
 reject at address + lane; the heartbeat toggles a coil; the alarm sets one. The PLC's response to each
 write is its acknowledgement (ack_timeout_ms, ack_retries); no belt speed is read."""
 
 from __future__ import annotations
 
-from edge.core.config import ModbusGateConfig
+from edge.core.config import ModbusGateConfig, tcp_address
 from edge.core.errors import BadInput
 from edge.gate.drivers.base import PORT_ERRORS, GateLost
 from edge.gate.protocol import Message
@@ -20,12 +21,15 @@ class ModbusDriver:
 
     def open(self) -> None:
         try:
-            from pymodbus.client import ModbusSerialClient
+            from pymodbus.client import ModbusSerialClient, ModbusTcpClient
         except ImportError:
             raise BadInput("gate.driver modbus needs pymodbus: pip install .[modbus]") from None
         c = self.cfg
-        self.client = ModbusSerialClient(c.port, baudrate=c.baudrate, parity=c.parity, stopbits=int(c.stopbits),
-                                         timeout=c.ack_timeout_ms / 1000, retries=c.ack_retries)
+        wait = {"timeout": c.ack_timeout_ms / 1000, "retries": c.ack_retries}
+        if tcp := tcp_address(c.port):
+            self.client = ModbusTcpClient(tcp[0], port=tcp[1], **wait)
+        else:
+            self.client = ModbusSerialClient(c.port, baudrate=c.baudrate, parity=c.parity, stopbits=int(c.stopbits), **wait)
         if not self.client.connect():
             raise GateLost(f"{self.port}: Modbus connection failed")
 
