@@ -149,7 +149,8 @@ def test_gate_bench_measures_both_timings(capsys):
 
     assert main(["gate-bench", "--rejects", "5", "--rate", "100", "--travel-ms", "20"]) == 0
     out = capsys.readouterr().out
-    assert "delay     scheduled fire time -> arrival: 5/5 received" in out and "immediate" in out
+    assert "delay      scheduled fire time -> arrival: 5/5 received" in out and "immediate" in out
+    assert "modbus-tcp verdict -> register write at the PLC: 5/5 received" in out
 
 
 @pytest.fixture(params=["rtu", "tcp"])
