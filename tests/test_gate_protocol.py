@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from edge.core.config import (GATE_DRIVERS, GateConfig, LogGateConfig, ModbusGateConfig, SerialGateConfig,
                               load_station_config, reference_markdown)
 from edge.core.errors import BadInput
-from edge.gate import Ack, Alarm, Heartbeat, LineProtocol, Reject, Speed, open_driver
+from edge.gate import Ack, Alarm, Encoder, Heartbeat, LineProtocol, Reject, Speed, open_driver
 from edge.gate.drivers import LogDriver, ModbusDriver, SerialDriver
 
 DEFAULT = LineProtocol.of(GateConfig(ack_pattern="ACK {seq}"))
@@ -42,6 +42,10 @@ def test_plc_lines_speed_and_acks(caplog):
         for line in ("SPD fast", "SPD -3", "SPD 0", "SPD nan", "SPD inf", "SPD"):
             assert DEFAULT.from_plc(line) is None
     assert sum("malformed speed line" in r.message for r in caplog.records) == 6
+    assert DEFAULT.from_plc("ENC 4294967295\r\n") == Encoder(4294967295) and DEFAULT.line(Encoder(7)) == "ENC 7\r\n"
+    with caplog.at_level(logging.WARNING):
+        assert DEFAULT.from_plc("ENC") is None and DEFAULT.from_plc("ENC 1.5") is None
+    assert sum("malformed encoder line" in r.message for r in caplog.records) == 2
 
 
 def test_without_an_ack_pattern_there_are_no_acks():
@@ -76,6 +80,10 @@ def _load(tmp_path, gate: dict):
     ({"driver": "rs485"}, "gate.driver: expected 'serial', 'modbus' or 'log', got 'rs485'"),
     ({"driver": "serial"}, "gate: driver serial needs gate.port"),
     ({"driver": "serial", "port": "p", "baudrate": "9600"}, "gate.baudrate: expected an integer, got '9600'"),
+    ({"driver": "serial", "port": "p", "timing": "encoder", "distance_mm": 300}, "gate: timing encoder needs gate.counts_per_mm"),
+    ({"driver": "modbus", "port": "p", "timing": "encoder", "distance_mm": 300, "counts_per_mm": 10},
+     "gate: timing encoder: the modbus driver reads no encoder (use driver serial, whose PLC sends 'ENC <count>' "
+     "lines, or let the PLC track the part: timing immediate)"),
 ])
 def test_a_key_of_another_driver_or_a_bad_value_is_one_clear_line(tmp_path, gate, message):
     with pytest.raises(BadInput) as info:

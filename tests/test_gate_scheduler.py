@@ -2,11 +2,12 @@
 
 import itertools
 import logging
+import math
 
 import pytest
 
 from edge.core.config import GateConfig
-from edge.gate.scheduler import ALL_LANES, Outcome, Scheduler
+from edge.gate import ALL_LANES, BeltTracker, Outcome, Scheduler
 
 T = 1024.0  # the fake clock's start; times here are sums of powers of two where the test compares them exactly
 
@@ -250,3 +251,56 @@ def test_stop_logs_what_is_still_pending_as_missed():
     line.s.stop()
     assert line.rejects()[1]["status"] == "missed" and line.rejects()[1]["note"] == "station stopped before its fire time"
     assert line.s.counts == {"sent": 0, "acknowledged": 0, "merged": 0, "late": 0, "missed": 1}
+
+
+def test_the_belt_tracker_unwraps_the_counter_and_follows_it_backwards():
+    belt = BeltTracker(counts_per_mm=10, modulus=1000)
+    for i, count in enumerate([990, 995, 5, 10, 0, 990, 980, 970, 960, 950, 940]):  # on past 999, then back
+        belt.add(count, T + i * 0.001)
+    assert [x for _, x in belt.history] == pytest.approx([0.0, 0.5, 1.5, 2.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0])
+    assert belt.position_at(T + 0.0025) == pytest.approx(1.75) and belt.position_at(T - 1) is None
+    assert belt.velocity() < 0 and belt.time_at(5.0) == math.inf  # running backwards: no arrival
+    for i in range(11, 40):
+        belt.add(940, T + i * 0.001)  # standing
+    assert belt.velocity() == 0.0 and belt.time_at(-4.5) == math.inf and belt.time_at(-5.5) == T + 0.039
+
+
+def _encoder_line(speed_at, until: float, **settings) -> Line:
+    """A line in encoder timing (1 count per mm) whose PLC reports the count every millisecond; the belt's
+    speed (mm/s) at each time is speed_at(t - T); one reject captured at T + 10 ms, judged at T + 50 ms."""
+    line = Line(timing="encoder", counts_per_mm=1.0, distance_mm=100, heartbeat_ms=0, give_up_ms=10_000, **settings)
+    position = 0.0
+    for i in range(round((until - T) / 0.001) + 1):
+        now = T + i * 0.001
+        position += speed_at(now - T) * 0.001
+        line.s.encoder(int(position), now)
+        if i == 50:
+            line.s.verdict(1, T + 0.010, True, [1], "defect", now=now)
+        line.at(now)
+    return line
+
+
+def test_encoder_timing_fires_when_the_belt_has_moved_the_distance():
+    line = _encoder_line(lambda t: 1000.0, until=T + 0.2)  # at 10 ms the belt is at 10 mm: fire at 110 mm
+    assert [(seq, lane) for _, kind, seq, lane in line.sent] == [(1, 1)]
+    assert line.sent[0][0] == pytest.approx(T + 0.110, abs=0.0015)
+
+
+def test_encoder_timing_holds_the_reject_while_the_belt_stands_and_fires_when_it_has_moved_on():
+    # 1 m/s, standing from 80 ms to 280 ms, then 1 m/s again: 110 mm is reached at 310 ms
+    line = _encoder_line(lambda t: 0.0 if 0.08 <= t < 0.28 else 1000.0, until=T + 0.4)
+    assert len(line.sent) == 1 and line.sent[0][0] == pytest.approx(T + 0.310, abs=0.0015)
+
+
+def test_encoder_timing_follows_an_accelerating_belt_and_takes_the_actuator_lead_at_its_speed():
+    # from 0.5 m/s, +5 m/s2: position 500 t + 2500 t^2 mm; 10 mm at ~19.6 ms... fire 20 ms early
+    line = _encoder_line(lambda t: 500.0 + 5000.0 * t, until=T + 0.4, actuator_lead_ms=20)
+    position = lambda t: 500 * t + 2500 * t * t  # noqa: E731
+    arrival = next(t / 10_000 for t in range(4000) if position(t / 10_000) >= position(0.010) + 100)
+    assert len(line.sent) == 1 and line.sent[0][0] - T == pytest.approx(arrival - 0.020, abs=0.002)
+
+
+def test_encoder_timing_before_the_first_count_stands_in_with_delay_timing():
+    line = Line(timing="encoder", counts_per_mm=1.0, distance_mm=100, belt_speed_mm_s=500, heartbeat_ms=0)
+    line.s.verdict(1, T, True, [1], "defect", now=T + 0.05)
+    assert line.s.next_fire() == T + 0.2

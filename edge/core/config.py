@@ -138,8 +138,10 @@ class GateConfig(Section):
     stopbits: one_of(1, 1.5, 2) = Field(1, description="serial stop bits")
     ack_timeout_ms: float = Field(50, gt=0, description="wait this long for the ack (modbus: the PLC's response) before sending again")
     ack_retries: int = Field(2, ge=0, description="resends without ack before the reject is logged unacknowledged (modbus: retries of a write)")
-    timing: Literal["immediate", "delay"] = Field("immediate", description="immediate: the PLC tracks the part; delay: the station fires when the part reaches the gate")
-    distance_mm: float = Field(0, ge=0, description="delay: camera-to-gate distance along the belt")
+    timing: Literal["immediate", "delay", "encoder"] = Field("immediate", description="immediate: the PLC tracks the part; delay: the station fires when the part reaches the gate, at the belt speed; encoder: when the belt has moved distance_mm, by the PLC's 'ENC <count>' lines (serial)")
+    distance_mm: float = Field(0, ge=0, description="delay, encoder: camera-to-gate distance along the belt")
+    counts_per_mm: float | None = Field(None, gt=0, description="encoder: counts per mm of belt travel")
+    encoder_modulus: int = Field(2**32, ge=2, description="encoder: the counter wraps to 0 at this value")
     belt_speed_mm_s: float = Field(500, gt=0, description="delay: belt speed until the PLC sends 'SPD <mm/s>' (serial; fixed with modbus)")
     actuator_lead_ms: float = Field(0, ge=0, description="delay: fire this much before the part arrives")
     lanes: int = Field(1, ge=1, description="lanes across the frame width; the defect's centroid picks the lane")
@@ -177,8 +179,13 @@ class GateConfig(Section):
     def _needs(self):
         if self.driver != "log" and not self.port:
             raise ValueError(f"driver {self.driver} needs gate.port")
-        if self.timing == "delay" and not self.distance_mm:
-            raise ValueError("timing delay needs gate.distance_mm")
+        if self.timing in ("delay", "encoder") and not self.distance_mm:
+            raise ValueError(f"timing {self.timing} needs gate.distance_mm")
+        if self.timing == "encoder" and self.counts_per_mm is None:
+            raise ValueError("timing encoder needs gate.counts_per_mm")
+        if self.timing == "encoder" and self.driver == "modbus":
+            raise ValueError("timing encoder: the modbus driver reads no encoder (use driver serial, whose PLC sends "
+                             "'ENC <count>' lines, or let the PLC track the part: timing immediate)")
         return self
 
 

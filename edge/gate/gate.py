@@ -25,7 +25,7 @@ from edge.core.config import GateConfig
 from edge.core.errors import BadInput
 from edge.core.state import GateState
 from edge.gate.drivers import Driver, GateLost
-from edge.gate.protocol import Ack, Speed
+from edge.gate.protocol import Ack, Encoder, Speed
 from edge.gate.scheduler import Outcome, Scheduler
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,10 @@ class Gate:
     def _exchange(self, now: float) -> None:
         """Read the PLC, send what is due at `now`: rejects, resends without ack, the heartbeat."""
         s = self.scheduler
-        for message in self.driver.poll():
+        messages = self.driver.poll()
+        if counts := [m.count for m in messages if isinstance(m, Encoder)]:
+            s.encoder(counts[-1], self.clock())  # the newest count at the time it was read; older ones read late
+        for message in messages:
             if isinstance(message, Speed):
                 s.set_speed(message.mm_s)
             elif isinstance(message, Ack):

@@ -6,7 +6,7 @@
     protocol.from_plc("SPD 400")                         # Speed(mm_s=400.0): the station's side
 
 The station sends rejects, heartbeats and alarms from the config's templates; the PLC sends `SPD <mm/s>`
-(the belt speed) and, when `ack_pattern` is set, an ack per reject. The serial driver, the PLC stand-in
+(the belt speed), `ENC <count>` (the belt encoder's counter, for encoder timing) and, when `ack_pattern` is set, an ack per reject. The serial driver, the PLC stand-in
 and the tools that read what the stand-in received all parse through here. Lines are compared stripped;
 a template's numbers are read back when they are formatted as decimal digits (any width or padding).
 """
@@ -61,7 +61,14 @@ class Speed:
     mm_s: float
 
 
-Message = Ack | Speed  # what the PLC tells the station
+@dataclass(frozen=True)
+class Encoder:
+    """PLC -> station: the belt encoder's counter reads `count` (encoder timing)."""
+
+    count: int
+
+
+Message = Ack | Speed | Encoder  # what the PLC tells the station
 StationLine = Reject | Heartbeat | Alarm
 
 NUMBERS = frozenset({"seq", "lane", "pulse_ms", "count"})  # every placeholder but the alarm's reason
@@ -98,6 +105,8 @@ class LineProtocol:
         """The line that carries `message`, line ending included."""
         if isinstance(message, Speed):
             return f"SPD {message.mm_s:g}\r\n"
+        if isinstance(message, Encoder):
+            return f"ENC {message.count}\r\n"
         if isinstance(message, Ack):
             if self.ack_pattern is None:
                 raise ValueError("no ack_pattern: this protocol has no acks")
@@ -122,6 +131,12 @@ class LineProtocol:
                 return Speed(speed)
             except (IndexError, ValueError):
                 log.warning("gate: malformed speed line %r ignored (expected 'SPD <mm/s>', > 0)", line)
+                return None
+        if line.startswith("ENC"):
+            try:
+                return Encoder(int(line.split()[1]))
+            except (IndexError, ValueError):
+                log.warning("gate: malformed encoder line %r ignored (expected 'ENC <count>')", line)
                 return None
         if self.ack and (match := self.ack.fullmatch(line)):
             return Ack(int(match["seq"]))

@@ -12,7 +12,10 @@ Every method takes the time `now`, in seconds on the clock of the capture times 
 the station), so tests drive it with a fake clock. It records the gate's events (reject endings,
 missing verdicts, inspecting or not, alarms) through `record`, and leaves the stop-line alarm the wire
 still owes in `unsent_alarm`. `delay` timing fires at capture time + distance / belt speed - actuator
-lead; `immediate` at once. Rejects closer than the recovery time on one lane are merged; a frame with no
+lead; `immediate` at once; `encoder` when the belt has moved `distance_mm` since the capture, by the
+encoder counts the PLC reports (edge.gate.belt), the actuator lead taken at the belt's speed then: each
+report moves the fire times of the pending rejects (a stopped belt holds them; until the first report,
+and for a capture older than the reports kept, `delay` timing stands in). Rejects closer than the recovery time on one lane are merged; a frame with no
 verdict by its deadline is rejected on all lanes (or the line stopped); too many rejects in a row raise
 the alarm; the heartbeat goes out only while a frame was judged on time within the stall time.
 """
@@ -26,12 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.core.config import GateConfig
+from edge.gate.belt import BeltTracker
 
 log = logging.getLogger(__name__)
 
 ALL_LANES = 0  # the lane of a fail-safe reject, whose defect has no known place
 FINAL = ("sent", "acknowledged", "merged", "late", "missed")
 WAKE_EVERY_S = 0.005  # the longest sleep: the PLC's lines are read this often
+ENCODER_WAKE_S = 0.001  # in encoder timing: each count is read within a millisecond
 
 
 @dataclass
@@ -47,6 +52,7 @@ class RejectCommand:
     attempts: int = 0
     merged_into: int | None = None
     ack_due: float | None = None
+    at_mm: float | None = None  # encoder timing: the belt position (mm) at which it fires
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class Scheduler:
     def __init__(self, config: GateConfig, record: Callable[[dict], None], now: float, acks: bool):
         self.cfg, self.record, self.acks = config, record, acks
         self.speed = config.belt_speed_mm_s
+        self.belt = BeltTracker(config.counts_per_mm, config.encoder_modulus) if config.timing == "encoder" else None
         self.pending: list[RejectCommand] = []  # by fire time
         self.last_fired: dict[int, tuple[float, int]] = {}  # lane -> (fire time, seq) of its last reject
         self.owed: dict[int, tuple[float, float]] = {}  # seq -> (capture time, verdict deadline), in capture order
@@ -100,7 +107,7 @@ class Scheduler:
         self._count_consecutive(reject)
         if reject:
             for lane in lanes or [ALL_LANES]:
-                self._schedule(RejectCommand(seq, lane, self.fire_time(t_capture, now), reason))
+                self._schedule(self._command(seq, lane, t_capture, now, reason))
         return Outcome("reject" if reject else "accept", reason)
 
     def abandon(self, reason: str, now: float) -> dict[int, Outcome]:
@@ -125,6 +132,16 @@ class Scheduler:
         """The belt speed the PLC reported."""
         self.speed = mm_s
 
+    def encoder(self, count: int, t: float) -> None:
+        """The PLC's encoder read `count` at `t`: the pending rejects' fire times follow the belt."""
+        if self.belt is None:
+            return
+        self.belt.add(count, t)
+        for command in self.pending:
+            if command.at_mm is not None and command.ack_due is None:
+                command.fire_at = self._belt_time(command.at_mm)
+        self.pending.sort(key=lambda c: c.fire_at)
+
     def acknowledged(self, seq: int) -> None:
         """The PLC acknowledged reject `seq`."""
         for command in [c for c in self.pending if c.seq == seq and c.ack_due is not None]:
@@ -133,11 +150,19 @@ class Scheduler:
 
     # --- timing ------------------------------------------------------------------------------
 
-    def fire_time(self, t_capture: float, now: float) -> float:
-        """When the reject of a frame captured at `t_capture` fires."""
+    def _command(self, seq: int, lane: int, t_capture: float, now: float, reason: str) -> RejectCommand:
+        """The reject of frame `seq` on `lane`, with its fire time (and, in encoder timing, position)."""
         if self.cfg.timing == "immediate":
-            return now
-        return t_capture + self.cfg.distance_mm / self.speed - self.cfg.actuator_lead_ms / 1000
+            return RejectCommand(seq, lane, now, reason)
+        if self.belt is not None and (at := self.belt.position_at(t_capture)) is not None:
+            at_mm = at + self.cfg.distance_mm
+            return RejectCommand(seq, lane, self._belt_time(at_mm), reason, at_mm=at_mm)
+        return RejectCommand(seq, lane, t_capture + self.cfg.distance_mm / self.speed - self.cfg.actuator_lead_ms / 1000,
+                             reason)
+
+    def _belt_time(self, at_mm: float) -> float:
+        """When the belt reaches `at_mm`, less the actuator lead."""
+        return self.belt.time_at(at_mm) - self.cfg.actuator_lead_ms / 1000
 
     def stall_s(self) -> float:
         """No frame judged on time for this long stops the heartbeat: gate.stall_ms, or the larger of
@@ -155,7 +180,7 @@ class Scheduler:
     def wake_at(self, now: float) -> float:
         """When the gate thread must look again, a reject's fire time aside: the PLC's lines, the heartbeat,
         the next verdict deadline, the next ack timeout."""
-        events = [now + WAKE_EVERY_S]
+        events = [now + (WAKE_EVERY_S if self.belt is None else ENCODER_WAKE_S)]
         if self.cfg.heartbeat_ms:
             events.append(self.next_heartbeat)
         if self.owed:
@@ -268,7 +293,9 @@ class Scheduler:
             self.alarm(f"frame {seq}: {why}")
         else:
             self._count_consecutive(True)
-            self._schedule(RejectCommand(seq, ALL_LANES, max(self.fire_time(t_capture, now), now), f"fail-safe: {why}"))
+            command = self._command(seq, ALL_LANES, t_capture, now, f"fail-safe: {why}")
+            command.fire_at = max(command.fire_at, now)
+            self._schedule(command)
         self.failsafe[seq] = Outcome(action, f"fail-safe: {why}", False)
 
     def _finish(self, command: RejectCommand, status: str, merged_into: int | None = None, note: str = "") -> None:
