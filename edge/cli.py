@@ -154,6 +154,10 @@ def _add_plc_sim(sub) -> None:
     p.add_argument("--speed", type=float, default=0, help="send 'SPD <mm/s>' every second (0: never)")
     p.add_argument("--csv", default=None, help="append every received line to this CSV (monotonic time, wall time, line)")
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: on SIGTERM/Ctrl-C)")
+    p.add_argument("--belt", default=None, help="simulate a belt encoder: MM_S, ramp:FROM:TO:SECONDS or stop:MM_S:RUN_S:STOP_S")
+    p.add_argument("--counts-per-mm", type=float, default=10, help="the simulated encoder's counts per mm (--belt)")
+    p.add_argument("--encoder-hz", type=float, default=1000, help="ENC lines per second (--belt)")
+    p.add_argument("--encoder-csv", default=None, help="write every ENC report's monotonic time and belt position (mm) here at exit")
 
 
 def _add_camera_sim(sub) -> None:

@@ -144,13 +144,15 @@ def test_a_port_that_does_not_exist_is_a_clear_error(tmp_path):
         Gate(config, SerialDriver(config))
 
 
-def test_gate_bench_measures_both_timings(capsys):
+def test_gate_bench_measures_each_timing_and_wire(capsys):
     from edge.cli import main
 
     assert main(["gate-bench", "--rejects", "5", "--rate", "100", "--travel-ms", "20"]) == 0
     out = capsys.readouterr().out
     assert "delay      scheduled fire time -> arrival: 5/5 received" in out and "immediate" in out
     assert "modbus-tcp verdict -> register write at the PLC: 5/5 received" in out
+    for belt in ("constant 1 m/s", "accelerating 0.5-1.5 m/s", "stopping"):
+        assert f"encoder    {belt}, position error: 5/5 received" in out and f"delay      {belt}, position error" in out
 
 
 @pytest.fixture(params=["rtu", "tcp"])

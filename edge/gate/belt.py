@@ -16,9 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-import numpy as np
-
-WINDOW_S = 0.02  # velocity fit window
+WINDOW_S = 0.01  # the belt's line is fitted over this much of the reports
 HISTORY_S = 5.0  # reports kept to place capture times
 STOPPED_MM_S = 1.0  # slower than this, the belt is taken as stopped: no arrival time
 
@@ -31,6 +29,7 @@ class BeltTracker:
         self.history: deque[tuple[float, float]] = deque()  # (time, mm), oldest first
         self.last_count: int | None = None
         self.position = 0.0  # mm at the last report
+        self.line = (0.0, 0.0, 0.0)  # (t0, x0, v) fitted to the last WINDOW_S of reports, at each report
 
     def add(self, count: int, t: float) -> None:
         """The counter read `count` at time `t` (times never go back)."""
@@ -43,40 +42,58 @@ class BeltTracker:
         self.history.append((t, self.position))
         while self.history and self.history[0][0] < t - HISTORY_S:
             self.history.popleft()
+        self.line = self._tail() if len(self.history) >= 2 else (t, self.position, 0.0)
+
+    @staticmethod
+    def _fit(samples: list[tuple[float, float]]) -> tuple[float, float, float]:
+        """(t0, x0, v): the least-squares line x = x0 + v (t - t0) through `samples` (two or more; a
+        few dozen at most, so plain Python: the gate thread does this at every report)."""
+        n = len(samples)
+        t0 = sum(t for t, _ in samples) / n
+        x0 = sum(x for _, x in samples) / n
+        spread = sum((t - t0) ** 2 for t, _ in samples)
+        return t0, x0, sum((t - t0) * (x - x0) for t, x in samples) / spread if spread > 0 else 0.0
+
+    def _tail(self) -> tuple[float, float, float]:
+        """The line through the reports of the last WINDOW_S (at least the last two)."""
+        t_last = self.history[-1][0]
+        recent = []
+        for t, x in reversed(self.history):
+            if t < t_last - WINDOW_S and len(recent) >= 2:
+                break
+            recent.append((t, x))
+        return self._fit(recent)
 
     def velocity(self) -> float:
         """mm/s, fitted over the last WINDOW_S of reports (0 with fewer than two)."""
-        if len(self.history) < 2:
-            return 0.0
-        t_last = self.history[-1][0]
-        recent = [(t, x) for t, x in reversed(self.history) if t >= t_last - WINDOW_S]
-        if len(recent) < 2:
-            recent = list(self.history)[-2:]
-        t, x = np.array(recent).T
-        t = t - t.mean()
-        spread = float(np.dot(t, t))
-        return float(np.dot(t, x - x.mean()) / spread) if spread > 0 else 0.0
+        return self.line[2]
 
     def position_at(self, t: float) -> float | None:
-        """mm travelled at time `t`: interpolated between reports, extrapolated past the last; None before
-        the first report kept (no encoder yet, or a time older than HISTORY_S)."""
+        """mm travelled at time `t`, from the line fitted to the reports within WINDOW_S / 2 of it (past
+        the last report: to the last WINDOW_S); None before the first report kept (no encoder yet, or a
+        time older than HISTORY_S)."""
         if not self.history or t < self.history[0][0]:
             return None
-        t_last, x_last = self.history[-1]
-        if t >= t_last:
-            return x_last + self.velocity() * (t - t_last)
-        for (t0, x0), (t1, x1) in zip(reversed(list(self.history)[:-1]), reversed(self.history)):
-            if t0 <= t <= t1:
-                return x0 if t1 == t0 else x0 + (x1 - x0) * (t - t0) / (t1 - t0)
-        return None  # not reached: t lies within the history
+        if len(self.history) == 1:
+            return self.history[0][1]
+        if t >= self.history[-1][0]:
+            t0, x0, v = self.line
+            return x0 + v * (t - t0)
+        near = [(ti, xi) for ti, xi in self.history if abs(ti - t) <= WINDOW_S / 2]
+        if len(near) < 2:  # a gap in the reports: between the two around t
+            i = next(i for i, (ti, _) in enumerate(self.history) if ti > t)
+            near = [self.history[i - 1], self.history[i]]
+        t0, x0, v = self._fit(near)
+        return x0 + v * (t - t0)
 
     def time_at(self, target_mm: float) -> float:
-        """When the belt reaches `target_mm`: the last report's time when it is there already, else the
-        fitted velocity's extrapolation; inf while the belt stands or runs backwards (or no report yet)."""
-        if not self.history:
+        """When the belt reaches `target_mm`, by the line fitted to the last WINDOW_S: the last report's time
+        when it is there already; inf while the belt stands or runs backwards (or before two reports)."""
+        if len(self.history) < 2:
             return math.inf
-        t_last, x_last = self.history[-1]
+        t_last = self.history[-1][0]
+        t0, x0, v = self.line
+        x_last = x0 + v * (t_last - t0)
         if x_last >= target_mm:
             return t_last
-        v = self.velocity()
         return t_last + (target_mm - x_last) / v if v > STOPPED_MM_S else math.inf

@@ -6,6 +6,10 @@ Schedules rejects at `rate` per second in `delay` timing (each due `travel_ms` a
 capture) and reports the error between the scheduled fire time and the arrival of the line at a
 PLC stand-in on the other end of the pseudo-terminal (both clocks are this machine's monotonic
 clock); then sends `rejects` more in `immediate` timing and reports reject-to-wire latency; then,
+on a simulated belt whose encoder the stand-in reports at 1 kHz (constant 1 m/s, accelerating 0.5 to
+1.5 m/s, stopping every second), the reject's position error in mm (the belt's travel from the
+capture to the arrival of the reject, less `distance_mm`) in `encoder` timing against `delay`
+timing at the nominal 1 m/s; then,
 with pymodbus installed, the same over Modbus TCP to a pymodbus server on 127.0.0.1: verdict to
 the PLC's receipt of the register write (the seq), the PLC being this process's server thread.
 """
@@ -13,17 +17,26 @@ the PLC's receipt of the register write (the seq), the PLC being this process's 
 from __future__ import annotations
 
 import asyncio
+import csv
 import importlib.util
 import logging
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
 from edge.core.config import GateConfig
 from edge.gate import Gate, Reject, SerialDriver, open_driver
-from edge.tools.plc_sim import PLCStandIn
+from edge.tools.plc_sim import DEFAULT_PROTOCOL, PLCStandIn
+
+BELTS = {"constant 1 m/s": "1000", "accelerating 0.5-1.5 m/s": "ramp:500:1500:{seconds}", "stopping": "stop:1000:0.8:0.2"}
+DISTANCE_MM, COUNTS_PER_MM, ENCODER_HZ = 200.0, 10.0, 1000.0
 
 
 def _arrivals(plc: PLCStandIn, stop: threading.Event) -> dict[int, float]:
@@ -59,6 +72,43 @@ def measure(timing: str, rejects: int, rate: float, travel_ms: float) -> tuple[n
     plc.close()
     reference = scheduled if timing == "delay" else verdict_at
     return np.array([(result[s] - reference[s]) * 1000 for s in range(rejects) if s in result]), len(result)
+
+
+def measure_belt(timing: str, profile: str, rejects: int, rate: float, work: Path) -> tuple[np.ndarray, int]:
+    """Millimetres from where the reject should reach the part (capture position + DISTANCE_MM) to where
+    the belt was when the PLC stand-in, in its own process, received it, on a belt `profile` whose
+    encoder the stand-in reports."""
+    link, received, reports = work / "plc", work / "received.csv", work / "encoder.csv"
+    for path in (link, received, reports):
+        path.unlink(missing_ok=True)
+    plc = subprocess.Popen([sys.executable, "-m", "edge", "plc-sim", "--pty", "--link", str(link), "--csv", str(received),
+                            "--belt", profile.format(seconds=rejects / rate), "--counts-per-mm", str(COUNTS_PER_MM),
+                            "--encoder-hz", str(ENCODER_HZ), "--encoder-csv", str(reports)], stdout=subprocess.DEVNULL)
+    while not link.exists():
+        if plc.poll() is not None:
+            raise RuntimeError("the PLC stand-in did not start")
+        time.sleep(0.01)
+    settings = {"counts_per_mm": COUNTS_PER_MM} if timing == "encoder" else {"belt_speed_mm_s": 1000}
+    config = GateConfig(driver="serial", port=str(link), recovery_ms=0, heartbeat_ms=0, timing=timing,
+                        distance_mm=DISTANCE_MM, give_up_ms=60_000, **settings)
+    gate = Gate(config, SerialDriver(config), lambda e: None)
+    time.sleep(0.2)  # the first counts
+    captured, start = {}, time.monotonic()
+    for seq in range(rejects):
+        time.sleep(max(start + seq / rate - time.monotonic(), 0))
+        captured[seq] = time.monotonic()
+        gate.verdict(seq, captured[seq], True, [1], "bench")
+    gate.close(timeout=30)
+    time.sleep(0.2)
+    plc.send_signal(signal.SIGTERM)
+    plc.wait(30)
+    arrivals = {}
+    for row in csv.reader(received.open()):
+        if isinstance(message := DEFAULT_PROTOCOL.from_station(row[2]), Reject):
+            arrivals.setdefault(message.seq, float(row[0]))
+    t, x = np.loadtxt(reports, delimiter=",", ndmin=2).T
+    errors = [np.interp(arrivals[s], t, x) - np.interp(captured[s], t, x) - DISTANCE_MM for s in range(rejects) if s in arrivals]
+    return np.array(errors), len(arrivals)
 
 
 def measure_modbus_tcp(rejects: int, rate: float) -> tuple[np.ndarray, int]:
@@ -104,15 +154,20 @@ def measure_modbus_tcp(rejects: int, rate: float) -> tuple[np.ndarray, int]:
     return np.array([(received[s] - verdict_at[s]) * 1000 for s in range(rejects) if s in received]), len(received)
 
 
-def _line(name: str, label: str, errors: np.ndarray, received: int, rejects: int) -> str:
-    return (f"{name:10s} {label}: {received}/{rejects} received; p50 {np.percentile(errors, 50):.3f} ms, "
-            f"p99 {np.percentile(errors, 99):.3f} ms, max {errors.max():.3f} ms, min {errors.min():.3f} ms")
+def _line(name: str, label: str, errors: np.ndarray, received: int, rejects: int, unit: str = "ms") -> str:
+    return (f"{name:10s} {label}: {received}/{rejects} received; p50 {np.percentile(errors, 50):.3f} {unit}, "
+            f"p99 {np.percentile(errors, 99):.3f} {unit}, max {errors.max():.3f} {unit}, min {errors.min():.3f} {unit}")
 
 
 def run(args) -> int:
     """The `station gate-bench` verb."""
     for timing, label in (("delay", "scheduled fire time -> arrival"), ("immediate", "verdict -> arrival (reject-to-wire)")):
         print(_line(timing, label, *measure(timing, args.rejects, args.rate, args.travel_ms), args.rejects))
+    with tempfile.TemporaryDirectory() as work:
+        for name, profile in BELTS.items():
+            for timing in ("encoder", "delay"):
+                errors, received = measure_belt(timing, profile, args.rejects, args.rate, Path(work))
+                print(_line(timing, f"{name}, position error", np.abs(errors), received, args.rejects, "mm"))
     if importlib.util.find_spec("pymodbus") is None:
         print("modbus-tcp skipped: pip install .[modbus]")
     else:
