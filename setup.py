@@ -16,7 +16,8 @@ setup(
                          "tensorflow>=2.18; platform_machine != 'x86_64'"],
         "modbus": ["pymodbus>=3.9"],
         "mqtt": ["paho-mqtt>=2.0"],
-        "dev": ["pytest>=8", "pymodbus>=3.9", "paho-mqtt>=2.0", "selenium>=4.20"],
+        "opcua": ["asyncua>=1.1"],
+        "dev": ["pytest>=8", "pymodbus>=3.9", "paho-mqtt>=2.0", "selenium>=4.20", "asyncua>=1.1"],
     },
     entry_points={"console_scripts": ["station = edge.cli:main"]},
 )

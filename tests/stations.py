@@ -50,16 +50,16 @@ def verdict_records(tmp_path: Path) -> list[dict]:
     return [r for r in read_log(tmp_path) if "verdict" in r]
 
 
-def start_with_page(config: Path, log: Path, **popen) -> tuple[subprocess.Popen, str]:
-    """`station run` in a process of its own (`popen`: more Popen arguments), stderr to `log`, and the URL of
-    the operator page it prints (on 127.0.0.1)."""
+def start_with_page(config: Path, log: Path, serves: str = "operator page ", **popen) -> tuple[subprocess.Popen, str]:
+    """`station run` in a process of its own (`popen`: more Popen arguments), stderr to `log`, and the URL it
+    prints after `serves` (the operator page's by default; "opcua ": the OPC UA server's), on 127.0.0.1."""
     proc = subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config)], stdout=subprocess.PIPE,
                             stderr=log.open("w"), text=True, **popen)
     for line in proc.stdout:
-        if line.startswith("operator page "):
+        if line.startswith(serves):
             return proc, line.split()[-1].replace("0.0.0.0", "127.0.0.1")
     proc.wait()
-    raise AssertionError(f"station exited {proc.returncode} without serving the page: {log.read_text()[-2000:]}")
+    raise AssertionError(f"station exited {proc.returncode} without serving {serves!r}: {log.read_text()[-2000:]}")
 
 
 def stop(proc: subprocess.Popen) -> None:

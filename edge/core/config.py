@@ -313,6 +313,13 @@ class MqttConfig(Section):
     spool_max_mb: float = Field(100.0, gt=0, description="above this, new messages are dropped (counted) until the broker is back")
 
 
+class OpcUaConfig(Section):
+    host: str = Field("127.0.0.1", description="address to bind (the server is anonymous and unencrypted: keep it on loopback or a closed cell network)")
+    port: int | None = Field(None, ge=1, le=65535, description="serve OPC UA at opc.tcp://HOST:PORT/station/ (null: off; pip install .[opcua]); 4840 is the usual port")
+    update_s: float = Field(1.0, gt=0, description="the state variables are refreshed this often; LastVerdict and events come with each frame")
+    allow_acknowledge: bool = Field(False, description="expose Station.AcknowledgeAlarm, which clears the consecutive-reject alarm; every variable stays read-only")
+
+
 class StationConfig(Section):
     model: ModelConfig
     source: SourceConfig
@@ -325,6 +332,7 @@ class StationConfig(Section):
     output: OutputConfig = OutputConfig()
     http: HttpConfig = HttpConfig()
     mqtt: MqttConfig = MqttConfig()
+    opcua: OpcUaConfig = OpcUaConfig()
 
 
 STATION_SECTIONS = tuple(StationConfig.model_fields)

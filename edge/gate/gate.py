@@ -80,6 +80,11 @@ class Gate:
             self.scheduler.alarm(reason)
             self.cond.notify()
 
+    def acknowledge_alarm(self, by: str) -> None:
+        """An operator acknowledged the consecutive-reject alarm (from any thread)."""
+        with self.cond:
+            self.scheduler.acknowledge_alarm(by)
+
     def stall_s(self) -> float:
         """No frame judged on time for this long stops the heartbeat (edge.gate.scheduler.Scheduler.stall_s)."""
         return self.scheduler.stall_s()

@@ -125,6 +125,12 @@ class Scheduler:
         self.record({"event": "alarm", "reason": reason})
         self.unsent_alarm = reason
 
+    def acknowledge_alarm(self, by: str) -> None:
+        """An operator acknowledged the consecutive-reject alarm: recorded; the next run of rejects raises it again."""
+        self.record({"event": "alarm_acknowledged", "by": by, "alarmed": self.alarmed})
+        self.alarmed = False
+        self.consecutive = 0
+
     def alarm_sent(self) -> None:
         self.unsent_alarm = None
 

@@ -192,6 +192,12 @@ class Inspector:
             self.sinks.append(self.publisher)
             print(f"mqtt {self.config.mqtt.host}:{self.config.mqtt.port}, topic {self.publisher.topic}, "
                   f"spool {self.config.mqtt.spool_dir}", flush=True)
+        if self.config.opcua.port is not None:
+            from edge.sinks.opcua import OpcUaServer
+
+            server = OpcUaServer(self.config.opcua, status, lambda: self.gate.acknowledge_alarm("opcua"))
+            self.sinks.append(server)
+            print(f"opcua {server.url}", flush=True)
         if self.config.http.port is not None:
             from edge.sinks.web import OperatorPage
 
