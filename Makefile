@@ -95,8 +95,11 @@ $(EDGE_BIN)/python:
 	$(PYTHON) -m venv $(EDGE_VENV)
 	$(EDGE_BIN)/pip install -q --upgrade pip
 
+# PyGObject (for the Aravis camera tests) builds only over the system's gobject-introspection and
+# cairo development files (.ci/run installs them as root); without them those tests are skipped.
 $(EDGE_VENV)/.installed: setup.py | $(EDGE_BIN)/python
 	$(EDGE_BIN)/pip install -q -e ".[edge,dev]"
+	if pkg-config --exists gobject-introspection-1.0 cairo 2>/dev/null; then $(EDGE_BIN)/pip install -q "pygobject<3.50"; fi
 	$(EDGE_BIN)/python -c '$(NO_TENSORFLOW)'
 	touch $@
 

@@ -43,11 +43,15 @@ class ModelConfig(Section):
 
 
 class SourceConfig(Section):
-    uri: str = Field(description="0, /dev/video0, rtsp://..., a GStreamer pipeline, picamera2, a folder, a glob or a video file")
+    uri: str = Field(description="0, /dev/video0, rtsp://..., a GStreamer pipeline, aravis://CAMERA-ID, picamera2, a folder, a glob or a video file")
     width: int | None = Field(None, description="camera capture width")
     height: int | None = Field(None, description="camera capture height")
     fps: float | None = Field(None, description="camera frame rate")
-    exposure: float | None = Field(None, description="camera exposure (driver units)")
+    exposure: float | None = Field(None, description="camera exposure (driver units; aravis: microseconds)")
+    gain: float | None = Field(None, description="aravis: camera gain (dB)")
+    pixel_format: str | None = Field(None, description="aravis: Mono8, RGB8 or a Bayer*8 format (default: the camera's)")
+    trigger: Literal["free", "software", "hardware"] = Field("free", description="aravis: free run at fps, a software trigger per frame the station is ready for, or a frame per pulse on trigger_source")
+    trigger_source: str = Field("Line0", description="aravis, trigger hardware: the camera's trigger input")
     realtime: bool = Field(False, description="video files: hand frames out at the file's frame rate, like a camera")
     reconnect_initial_s: float = Field(0.5, gt=0, description="first wait before reopening a failed live source")
     reconnect_max_s: float = Field(10.0, gt=0, description="longest wait between reopen attempts")

@@ -2,7 +2,7 @@
 
     source = open_source("line.mp4")       # or "0", "/dev/video0", "rtsp://...", a GStreamer
     while (frame := source.read()) is not None:    #   pipeline ("... ! appsink"), "picamera2",
-        frame.seq, frame.t_capture, frame.image    #   a folder or a glob of images
+        frame.seq, frame.t_capture, frame.image    #   "aravis://CAMERA-ID", a folder or a glob of images
     source.close()
 
 Every frame the station takes gets the next sequence number and its monotonic capture time, and
@@ -35,7 +35,7 @@ URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://"
 
 def open_source(uri: str, settings: SourceConfig | None = None) -> Source:
     """The source the string names: camera index or /dev/videoN, URL, GStreamer pipeline,
-    "picamera2", a folder or glob of images, or a video file."""
+    "aravis://" and a GenICam camera's id, "picamera2", a folder or glob of images, or a video file."""
     settings = settings or SourceConfig(uri=str(uri))
     uri = str(uri).strip()
     if uri.isdigit():
@@ -49,6 +49,10 @@ def open_source(uri: str, settings: SourceConfig | None = None) -> Source:
             raise BadInput("source: a GStreamer pipeline needs OpenCV built with GStreamer; pip's opencv wheels "
                            "have none (on Jetson use JetPack's system OpenCV)")
         return LiveSource(uri, settings, api=cv2.CAP_GSTREAMER)
+    if uri.startswith("aravis://"):
+        from edge.sources.aravis import AravisSource
+
+        return AravisSource(uri[len("aravis://"):], settings)
     if uri == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 

@@ -20,6 +20,7 @@ class Frame:
     source: str  # the image file of a folder or glob, else the source's name
     error: str | None = None
     frame_id: int | None = None  # the source's own number: index in the file or folder, frames the camera delivered
+    camera_ns: int | None = None  # the camera's own timestamp of the frame (GenICam cameras), in its clock's ns
 
 
 @dataclass
@@ -46,9 +47,9 @@ class Source:
         self.next_seq = 0
 
     def _frame(self, image: np.ndarray | None, t_capture: float | None = None, frame_id: int | None = None,
-               source: str | None = None, error: str | None = None) -> Frame:
+               source: str | None = None, error: str | None = None, camera_ns: int | None = None) -> Frame:
         frame = Frame(self.next_seq, time.monotonic() if t_capture is None else t_capture, image,
-                      self.name if source is None else source, error, frame_id)
+                      self.name if source is None else source, error, frame_id, camera_ns)
         self.next_seq += 1
         return frame
 

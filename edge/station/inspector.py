@@ -162,6 +162,8 @@ class Inspector:
         }
         if verdict is not None and verdict.score is not None:
             record["score"] = round(verdict.score, 4)  # the image score, under the image-score rule
+        if frame.camera_ns is not None:
+            record["camera_ns"] = frame.camera_ns  # the camera's own timestamp
         if outcome.late_verdict is not None:
             record["late_verdict"] = outcome.late_verdict
         self.results.write(record)
