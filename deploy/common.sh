@@ -76,6 +76,17 @@ ensure_user() {
     fi
 }
 
+# GigE Vision cameras (source aravis://) stream frames as UDP bursts: with the kernel's default
+# socket buffers most frames arrive with packets missing. 25 MB, as Aravis and the camera makers advise.
+tune_gige() {
+    write_file /etc/sysctl.d/60-inspection-station-gige.conf 0644 <<'EOF'
+# inspection-station: complete GigE Vision frames (deploy/common.sh)
+net.core.rmem_max = 26214400
+net.core.rmem_default = 26214400
+EOF
+    run sysctl --system --quiet
+}
+
 # The configuration and the udev rule are the operator's once installed: never overwritten.
 # The unit is ours: replaced on every install (local changes belong in a drop-in).
 install_service() {

@@ -47,7 +47,8 @@ litert=$(requirements litert)
 mapfile -t deps <<<"$deps"
 
 run apt-get update
-run apt-get install -y python3-venv python3-pip nvidia-opencv gstreamer1.0-tools
+run apt-get install -y python3-venv python3-pip nvidia-opencv gstreamer1.0-tools python3-gi gir1.2-aravis-0.8
+tune_gige
 ensure_user
 run install -d -m 0755 "$PREFIX"
 run python3 -m venv --system-site-packages "$VENV"

@@ -5,8 +5,9 @@
 #   sudo deploy/install-rpi.sh            # install, enable the service
 #   deploy/install-rpi.sh --dry-run       # print every command instead (any machine, no root)
 #
-# picamera2 (the Pi camera) is a system package, so the venv sees the system's packages
-# (--system-site-packages); pip brings the rest of `.[edge]`, LiteRT (ai-edge-litert) included.
+# picamera2 (the Pi camera) and Aravis with PyGObject (GenICam cameras) are system packages, so the
+# venv sees the system's packages (--system-site-packages); pip brings the rest of `.[edge]`, LiteRT
+# (ai-edge-litert) included.
 set -euo pipefail
 # shellcheck source=deploy/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -21,7 +22,8 @@ codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 [[ $codename == bookworm ]] || refuse "not bookworm (VERSION_CODENAME: ${codename:-none})"
 
 run apt-get update
-run apt-get install -y --no-install-recommends python3-venv python3-picamera2
+run apt-get install -y --no-install-recommends python3-venv python3-picamera2 python3-gi gir1.2-aravis-0.8
+tune_gige
 ensure_user
 run install -d -m 0755 "$PREFIX"
 run python3 -m venv --system-site-packages "$VENV"
