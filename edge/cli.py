@@ -21,7 +21,7 @@ COMMON.add_argument("--config", default=None, help="YAML file: its section named
 
 HANDLERS = {"train": "training.train", "eval": "edge.evaluation.evaluate", "quantize": "quantize.command", "run": "edge.station.run",
             "plc-sim": "edge.tools.plc_sim", "gate-bench": "edge.tools.gate_bench", "bench": "edge.tools.bench", "demo": "edge.tools.demo",
-            "camera-sim": "edge.tools.camera_sim", "soak": "edge.tools.soak"}
+            "camera-sim": "edge.tools.camera_sim", "soak": "edge.tools.soak", "record": "edge.tools.record"}
 
 
 def _add_train(sub) -> None:
@@ -170,6 +170,15 @@ def _add_camera_sim(sub) -> None:
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: on SIGTERM/Ctrl-C)")
 
 
+def _add_record(sub) -> None:
+    p = sub.add_parser("record", help="frames from a source into a video (.avi, .mkv) or a folder of PNGs",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p.add_argument("--source", default=None, help="the source (default: the config's source.uri, with its settings)")
+    p.add_argument("--frames", type=int, default=300, help="how many frames")
+    p.add_argument("--out", required=True, help="a .avi or .mkv file (lossless FFV1), or a folder for PNGs")
+    p.add_argument("--fps", type=float, default=15, help="the video's frame rate")
+
+
 def _add_gate_bench(sub) -> None:
     p = sub.add_parser("gate-bench", help="reject timing precision over a pseudo-terminal, with a PLC stand-in",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
@@ -194,6 +203,7 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     _add_plc_sim(sub)
     _add_camera_sim(sub)
     _add_gate_bench(sub)
+    _add_record(sub)
     if config:
         apply_config(sub.choices, config)
     return p

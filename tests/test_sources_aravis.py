@@ -97,3 +97,15 @@ def test_a_gige_camera_killed_and_restarted_is_a_gap_and_a_reconnect():
     new = [f for f in after if f.t_capture > killed_at + 2]
     assert new and all(f.image is not None for f in new)
     assert [f.seq for f in before + after] == list(range(10 + BUFFERS + 3))
+
+
+def test_record_keeps_the_cameras_frames_as_a_lossless_video_and_as_pngs(tmp_path):
+    assert main(["record", "--source", "aravis://Fake_1", "--frames", "4", "--out", str(tmp_path / "line.mkv"),
+                 "--fps", "20"]) == 0
+    assert main(["record", "--source", "aravis://Fake_1", "--frames", "3", "--out", str(tmp_path / "pngs")]) == 0
+    video = open_source(str(tmp_path / "line.mkv"))
+    frames = []
+    while (frame := video.read()) is not None:
+        frames.append(frame)
+    assert len(frames) == 4 and frames[0].image.shape == (512, 512, 3)
+    assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == ["000000.png", "000001.png", "000002.png"]
