@@ -158,49 +158,20 @@ def test_gate_bench_measures_each_timing_and_wire(capsys):
 @pytest.fixture(params=["rtu", "tcp"])
 def modbus_plc(request):
     """A real pymodbus server on 127.0.0.1: Modbus TCP, or Modbus RTU framing over the socket (the
-    RS-485 wire is the one thing that cannot exist here). Yields (gate.port, read-back client)."""
-    import asyncio
-    import socket
-    import threading
-    import warnings
+    RS-485 wire is the one thing that cannot exist here)."""
+    pytest.importorskip("pymodbus", reason="the modbus driver needs pymodbus (the modbus extra)")
+    from edge.tools.modbus_sim import ModbusStandIn
 
-    from pymodbus import FramerType
-    from pymodbus.client import ModbusSerialClient, ModbusTcpClient
-    from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
-    from pymodbus.server import ServerAsyncStop, StartAsyncTcpServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        device = ModbusDeviceContext(co=ModbusSequentialDataBlock(1, [0] * 300), hr=ModbusSequentialDataBlock(1, [0] * 300))
-        context = ModbusServerContext(devices={1: device}, single=False)
-    loop = asyncio.new_event_loop()
-    server = threading.Thread(target=lambda: loop.run_until_complete(
-        StartAsyncTcpServer(context=context, address=("127.0.0.1", port),
-                            framer=FramerType.RTU if request.param == "rtu" else FramerType.SOCKET)), daemon=True)
-    server.start()
-    if request.param == "rtu":
-        url, reader = f"socket://127.0.0.1:{port}", ModbusSerialClient(f"socket://127.0.0.1:{port}", timeout=1)
-    else:
-        url, reader = f"tcp://127.0.0.1:{port}", ModbusTcpClient("127.0.0.1", port=port, timeout=1)
-    deadline = time.monotonic() + 30  # the server's thread may start late on a busy machine
-    while not reader.connect():
-        assert time.monotonic() < deadline, "the pymodbus server did not start"
-        time.sleep(0.05)
-    yield url, reader
-    reader.close()
-    asyncio.run_coroutine_threadsafe(ServerAsyncStop(), loop)
+    with ModbusStandIn(request.param) as plc:
+        yield plc
 
 
 @pytest.mark.parametrize("kind", ["coil", "register"])
 def test_modbus_driver_writes_a_coil_or_register_per_lane_and_toggles_the_heartbeat(modbus_plc, kind):
     from edge.gate import open_driver
 
-    url, reader = modbus_plc
     events = []
-    config = GateConfig(driver="modbus", port=url, modbus_reject=kind, modbus_address=10, heartbeat_ms=30,
+    config = GateConfig(driver="modbus", port=modbus_plc.port, modbus_reject=kind, modbus_address=10, heartbeat_ms=30,
                         recovery_ms=0, max_consecutive_rejects=1)
     gate = Gate(config, open_driver(config), events.append)
     gate.verdict(300, time.monotonic(), True, [2], "defect")
@@ -211,10 +182,10 @@ def test_modbus_driver_writes_a_coil_or_register_per_lane_and_toggles_the_heartb
     time.sleep(0.05)
     gate.close()
     if kind == "coil":
-        assert reader.read_coils(11, count=2, device_id=1).bits[:2] == [True, True]
+        assert modbus_plc.coils(11, 2) == [True, True]
     else:
-        assert reader.read_holding_registers(11, count=2, device_id=1).registers == [301, 300]
-    assert reader.read_coils(101, count=1, device_id=1).bits[0] is True  # alarm
+        assert modbus_plc.registers(11, 2) == [301, 300]
+    assert modbus_plc.coils(101, 1) == [True]  # alarm
     assert gate.heartbeats >= 3 and not [e for e in events if e["event"] in ("gate_lost", "gate_error")]
     statuses = [e["status"] for e in events if e["event"] == "reject"]  # delivered; late when the machine is loaded
     assert len(statuses) == 2 and set(statuses) <= {"sent", "late"}

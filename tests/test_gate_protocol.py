@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from edge.core.config import (GATE_DRIVERS, GateConfig, LogGateConfig, ModbusGateConfig, SerialGateConfig,
                               load_station_config, reference_markdown)
 from edge.core.errors import BadInput
-from edge.gate import Ack, Alarm, Encoder, Heartbeat, LineProtocol, Reject, Speed, open_driver
+from edge.gate import Ack, Alarm, Encoder, Heartbeat, LineProtocol, Part, Reject, Speed, open_driver
 from edge.gate.drivers import LogDriver, ModbusDriver, SerialDriver
 
 DEFAULT = LineProtocol.of(GateConfig(ack_pattern="ACK {seq}"))
@@ -45,7 +45,8 @@ def test_plc_lines_speed_and_acks(caplog):
     assert DEFAULT.from_plc("ENC 4294967295\r\n") == Encoder(4294967295) and DEFAULT.line(Encoder(7)) == "ENC 7\r\n"
     with caplog.at_level(logging.WARNING):
         assert DEFAULT.from_plc("ENC") is None and DEFAULT.from_plc("ENC 1.5") is None
-    assert sum("malformed encoder line" in r.message for r in caplog.records) == 2
+    assert sum("expected 'ENC <integer>'" in r.message for r in caplog.records) == 2
+    assert DEFAULT.from_plc("PART 17") == Part(17) and DEFAULT.line(Part(3)) == "PART 3\r\n"
 
 
 def test_without_an_ack_pattern_there_are_no_acks():
@@ -110,7 +111,7 @@ def test_each_drivers_section_round_trips_through_its_dump(tmp_path):
 def test_a_direct_construction_refuses_the_same_way():
     with pytest.raises(ValidationError, match="unknown key for driver serial"):
         GateConfig(driver="serial", port="p", modbus_reject="coil")
-    with pytest.raises(ValidationError, match=r"unknown placeholder \{sq\} \(use \{seq\}, \{lane\}, \{pulse_ms\}\)"):
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{sq\} \(use \{seq\}, \{lane\}, \{pulse_ms\}, \{part\}\)"):
         GateConfig(reject_template="REJ {sq}")
 
 

@@ -304,3 +304,28 @@ def test_encoder_timing_before_the_first_count_stands_in_with_delay_timing():
     line = Line(timing="encoder", counts_per_mm=1.0, distance_mm=100, belt_speed_mm_s=500, heartbeat_ms=0)
     line.s.verdict(1, T, True, [1], "defect", now=T + 0.05)
     assert line.s.next_fire() == T + 0.2
+
+
+def test_part_id_timing_echoes_the_part_of_each_frame_and_rejects_a_part_that_got_no_frame():
+    line = Line(timing="part_id", reject_template="REJ {part} {lane}\r\n", heartbeat_ms=0, verdict_deadline_ms=250,
+                part_window_ms=50)
+    for i, part in enumerate((41, 42, 43)):
+        line.s.part_announced(part, T + i * 0.125)  # the PLC triggers the camera for each part
+    line.s.expect(0, T + 0.03125)  # part 41's frame
+    line.s.expect(1, T + 0.15625)  # part 42's frame; part 43's never comes
+    assert line.s.verdict(0, T + 0.03125, True, [2], "defect", now=T + 0.0625).verdict == "reject"
+    line.s.verdict(1, T + 0.15625, False, [], "clean", now=T + 0.1875)
+    line.run(T + 0.0625, T + 0.75)
+    rejects = [e for e in line.events if e["event"] == "reject"]
+    assert [(e["seq"], e["part"], e["lane"], e["status"]) for e in rejects] == [(0, 41, 2, "sent"), (-1, 43, ALL_LANES, "sent")]
+    assert [e["part"] for e in line.named("missing_frame")] == [43] and line.s.failsafe_frames == 1
+    assert line.sent[0][0] == T + 0.0625  # at the verdict
+
+
+def test_part_id_timing_stops_the_line_for_a_rejected_frame_of_no_part():
+    line = Line(timing="part_id", reject_template="REJ {part} {lane}\r\n", heartbeat_ms=0, part_window_ms=50)
+    line.s.part_announced(7, T)
+    line.s.expect(0, T + 0.25)  # 250 ms after the last part: not its frame
+    outcome = line.s.verdict(0, T + 0.25, True, [1], "defect", now=T + 0.3)
+    assert outcome.verdict == "stop_line" and line.s.unsent_alarm.startswith("frame 0 rejected, but no part")
+    assert not line.s.pending

@@ -127,7 +127,7 @@ def check_template(template: str, values: dict[str, Any]) -> None:
         raise ValueError(f"{template!r}: {exc}") from None
 
 
-PLACEHOLDERS = {"reject_template": {"seq": 0, "lane": 1, "pulse_ms": 50}, "heartbeat_template": {"count": 1},
+PLACEHOLDERS = {"reject_template": {"seq": 0, "lane": 1, "pulse_ms": 50, "part": 0}, "heartbeat_template": {"count": 1},
                 "alarm_template": {"reason": "r"}, "ack_pattern": {"seq": 0}}
 
 
@@ -142,7 +142,8 @@ class GateConfig(Section):
     stopbits: one_of(1, 1.5, 2) = Field(1, description="serial stop bits")
     ack_timeout_ms: float = Field(50, gt=0, description="wait this long for the ack (modbus: the PLC's response) before sending again")
     ack_retries: int = Field(2, ge=0, description="resends without ack before the reject is logged unacknowledged (modbus: retries of a write)")
-    timing: Literal["immediate", "delay", "encoder"] = Field("immediate", description="immediate: the PLC tracks the part; delay: the station fires when the part reaches the gate, at the belt speed; encoder: when the belt has moved distance_mm, by the PLC's 'ENC <count>' lines (serial)")
+    timing: Literal["immediate", "delay", "encoder", "part_id"] = Field("immediate", description="immediate: the PLC tracks the part; delay: the station fires when the part reaches the gate, at the belt speed; encoder: when the belt has moved distance_mm, by the PLC's 'ENC <count>' lines (serial); part_id: at the verdict, with the part number of the PLC's 'PART <n>' line at the camera's trigger, in {part} (serial)")
+    part_window_ms: float = Field(200, gt=0, description="part_id: a frame belongs to the last part the PLC announced at most this long before its capture")
     distance_mm: float = Field(0, ge=0, description="delay, encoder: camera-to-gate distance along the belt")
     counts_per_mm: float | None = Field(None, gt=0, description="encoder: counts per mm of belt travel")
     encoder_modulus: int = Field(2**32, ge=2, description="encoder: the counter wraps to 0 at this value")
@@ -190,6 +191,12 @@ class GateConfig(Section):
         if self.timing == "encoder" and self.driver == "modbus":
             raise ValueError("timing encoder: the modbus driver reads no encoder (use driver serial, whose PLC sends "
                              "'ENC <count>' lines, or let the PLC track the part: timing immediate)")
+        if self.timing == "part_id" and self.driver == "modbus":
+            raise ValueError("timing part_id: the modbus driver reads no part numbers (use driver serial, whose PLC "
+                             "sends 'PART <n>' lines, or timing immediate)")
+        if self.timing == "part_id" and "{part" not in getattr(self, "reject_template", "{part}"):
+            raise ValueError("timing part_id: put {part} in gate.reject_template (e.g. 'REJ {part} {lane}\\r\\n'): "
+                             "the PLC finds the part by it")
         return self
 
 

@@ -25,7 +25,7 @@ from edge.core.config import GateConfig
 from edge.core.errors import BadInput
 from edge.core.state import GateState
 from edge.gate.drivers import Driver, GateLost
-from edge.gate.protocol import Ack, Encoder, Speed
+from edge.gate.protocol import Ack, Encoder, Part, Speed
 from edge.gate.scheduler import Outcome, Scheduler
 
 log = logging.getLogger(__name__)
@@ -166,12 +166,15 @@ class Gate:
         if counts := [m.count for m in messages if isinstance(m, Encoder)]:
             s.encoder(counts[-1], self.clock())  # the newest count at the time it was read; older ones read late
         for message in messages:
+            if isinstance(message, Part):
+                s.part_announced(message.number, self.clock())
+        for message in messages:
             if isinstance(message, Speed):
                 s.set_speed(message.mm_s)
             elif isinstance(message, Ack):
                 s.acknowledged(message.seq)
         for command in s.due(now) + s.unacknowledged(now):
-            self.driver.reject(command.seq, command.lane)
+            self.driver.reject(command.seq, command.lane, command.part)
             s.sent(command, self.clock())
         if (count := s.heartbeat(now)) is not None:
             self.driver.heartbeat(count)

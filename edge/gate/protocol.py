@@ -6,7 +6,8 @@
     protocol.from_plc("SPD 400")                         # Speed(mm_s=400.0): the station's side
 
 The station sends rejects, heartbeats and alarms from the config's templates; the PLC sends `SPD <mm/s>`
-(the belt speed), `ENC <count>` (the belt encoder's counter, for encoder timing) and, when `ack_pattern` is set, an ack per reject. The serial driver, the PLC stand-in
+(the belt speed), `ENC <count>` (the belt encoder's counter, for encoder timing), `PART <n>` (the
+part the PLC just triggered the camera for, for part_id timing) and, when `ack_pattern` is set, an ack per reject. The serial driver, the PLC stand-in
 and the tools that read what the stand-in received all parse through here. Lines are compared stripped;
 a template's numbers are read back when they are formatted as decimal digits (any width or padding).
 """
@@ -31,6 +32,7 @@ class Reject:
     seq: int
     lane: int
     pulse_ms: int
+    part: int = -1  # part_id timing: the PLC's part number (-1: none)
 
 
 @dataclass(frozen=True)
@@ -62,16 +64,23 @@ class Speed:
 
 
 @dataclass(frozen=True)
+class Part:
+    """PLC -> station: the PLC triggered the camera for its part `number` (part_id timing)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
 class Encoder:
     """PLC -> station: the belt encoder's counter reads `count` (encoder timing)."""
 
     count: int
 
 
-Message = Ack | Speed | Encoder  # what the PLC tells the station
+Message = Ack | Speed | Encoder | Part  # what the PLC tells the station
 StationLine = Reject | Heartbeat | Alarm
 
-NUMBERS = frozenset({"seq", "lane", "pulse_ms", "count"})  # every placeholder but the alarm's reason
+NUMBERS = frozenset({"seq", "lane", "pulse_ms", "count", "part"})  # every placeholder but the alarm's reason
 
 
 def _pattern(template: str) -> re.Pattern:
@@ -107,6 +116,8 @@ class LineProtocol:
             return f"SPD {message.mm_s:g}\r\n"
         if isinstance(message, Encoder):
             return f"ENC {message.count}\r\n"
+        if isinstance(message, Part):
+            return f"PART {message.number}\r\n"
         if isinstance(message, Ack):
             if self.ack_pattern is None:
                 raise ValueError("no ack_pattern: this protocol has no acks")
@@ -132,12 +143,13 @@ class LineProtocol:
             except (IndexError, ValueError):
                 log.warning("gate: malformed speed line %r ignored (expected 'SPD <mm/s>', > 0)", line)
                 return None
-        if line.startswith("ENC"):
-            try:
-                return Encoder(int(line.split()[1]))
-            except (IndexError, ValueError):
-                log.warning("gate: malformed encoder line %r ignored (expected 'ENC <count>')", line)
-                return None
+        for prefix, kind in (("ENC", Encoder), ("PART", Part)):
+            if line.startswith(prefix + " ") or line == prefix:
+                try:
+                    return kind(int(line.split()[1]))
+                except (IndexError, ValueError):
+                    log.warning("gate: malformed line %r ignored (expected '%s <integer>')", line, prefix)
+                    return None
         if self.ack and (match := self.ack.fullmatch(line)):
             return Ack(int(match["seq"]))
         return None

@@ -15,7 +15,10 @@ still owes in `unsent_alarm`. `delay` timing fires at capture time + distance / 
 lead; `immediate` at once; `encoder` when the belt has moved `distance_mm` since the capture, by the
 encoder counts the PLC reports (edge.gate.belt), the actuator lead taken at the belt's speed then: each
 report moves the fire times of the pending rejects (a stopped belt holds them; until the first report,
-and for a capture older than the reports kept, `delay` timing stands in). Rejects closer than the recovery time on one lane are merged; a frame with no
+and for a capture older than the reports kept, `delay` timing stands in); `part_id` at once, carrying
+the number of the part the PLC announced (`PART <n>`) last before the frame's capture, within
+part_window_ms: a part that gets no frame by the verdict deadline is rejected, and a rejected frame
+that belongs to no part raises the alarm (neither may pass). Rejects closer than the recovery time on one lane are merged; a frame with no
 verdict by its deadline is rejected on all lanes (or the line stopped); too many rejects in a row raise
 the alarm; the heartbeat goes out only while a frame was judged on time within the stall time.
 """
@@ -53,6 +56,7 @@ class RejectCommand:
     merged_into: int | None = None
     ack_due: float | None = None
     at_mm: float | None = None  # encoder timing: the belt position (mm) at which it fires
+    part: int = -1  # part_id timing: the PLC's part number
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class Scheduler:
         self.cfg, self.record, self.acks = config, record, acks
         self.speed = config.belt_speed_mm_s
         self.belt = BeltTracker(config.counts_per_mm, config.encoder_modulus) if config.timing == "encoder" else None
+        self.parts: deque[list] = deque()  # part_id timing: [time announced, part number, seq of its frame or None]
+        self.frame_part: dict[int, int] = {}  # seq -> part number, for frames owed a verdict
         self.pending: list[RejectCommand] = []  # by fire time
         self.last_fired: dict[int, tuple[float, int]] = {}  # lane -> (fire time, seq) of its last reject
         self.owed: dict[int, tuple[float, float]] = {}  # seq -> (capture time, verdict deadline), in capture order
@@ -94,6 +100,13 @@ class Scheduler:
         """A frame was captured: its verdict is owed by the deadline."""
         self.owed[seq] = (t_capture, t_capture + self.cfg.verdict_deadline_ms / 1000)
         self.captures.append(t_capture)
+        if self.cfg.timing == "part_id":
+            window = self.cfg.part_window_ms / 1000
+            for entry in reversed(self.parts):
+                if entry[0] <= t_capture:
+                    if entry[2] is None and t_capture - entry[0] <= window:
+                        entry[2], self.frame_part[seq] = seq, entry[1]
+                    break
 
     def verdict(self, seq: int, t_capture: float, reject: bool, lanes: list[int], reason: str, *, now: float,
                 judged: bool = True) -> Outcome:
@@ -105,9 +118,15 @@ class Scheduler:
         if judged:
             self.last_on_time = now
         self._count_consecutive(reject)
+        part = self.frame_part.pop(seq, -1)
+        if reject and self.cfg.timing == "part_id" and part < 0:
+            self.alarm(f"frame {seq} rejected, but no part was announced within {self.cfg.part_window_ms:g} ms before it")
+            return Outcome("stop_line", reason)
         if reject:
             for lane in lanes or [ALL_LANES]:
-                self._schedule(self._command(seq, lane, t_capture, now, reason))
+                command = self._command(seq, lane, t_capture, now, reason)
+                command.part = part
+                self._schedule(command)
         return Outcome("reject" if reject else "accept", reason)
 
     def abandon(self, reason: str, now: float) -> dict[int, Outcome]:
@@ -138,6 +157,11 @@ class Scheduler:
         """The belt speed the PLC reported."""
         self.speed = mm_s
 
+    def part_announced(self, number: int, t: float) -> None:
+        """The PLC triggered the camera for part `number` at `t` (part_id timing)."""
+        if self.cfg.timing == "part_id":
+            self.parts.append([t, number, None])
+
     def encoder(self, count: int, t: float) -> None:
         """The PLC's encoder read `count` at `t`: the pending rejects' fire times follow the belt."""
         if self.belt is None:
@@ -158,7 +182,7 @@ class Scheduler:
 
     def _command(self, seq: int, lane: int, t_capture: float, now: float, reason: str) -> RejectCommand:
         """The reject of frame `seq` on `lane`, with its fire time (and, in encoder timing, position)."""
-        if self.cfg.timing == "immediate":
+        if self.cfg.timing in ("immediate", "part_id"):
             return RejectCommand(seq, lane, now, reason)
         if self.belt is not None and (at := self.belt.position_at(t_capture)) is not None:
             at_mm = at + self.cfg.distance_mm
@@ -203,6 +227,13 @@ class Scheduler:
                 break  # owed in capture order
             del self.owed[seq]
             self._handle_missing(seq, t_capture, now, f"no verdict within {self.cfg.verdict_deadline_ms:g} ms")
+        deadline_s = self.cfg.verdict_deadline_ms / 1000
+        while self.parts and now - self.parts[0][0] > deadline_s + self.cfg.part_window_ms / 1000:
+            t, number, seq = self.parts.popleft()
+            if seq is None:  # the camera gave no frame of this part: it is rejected unjudged
+                self.failsafe_frames += 1
+                self.record({"event": "missing_frame", "part": number, "reason": "no frame of this part"})
+                self._schedule(RejectCommand(-1, ALL_LANES, now, f"fail-safe: no frame of part {number}", part=number))
         stall = self.stall_s()
         inspecting = self.last_on_time is not None and now - self.last_on_time <= stall
         if inspecting != self.inspecting:
@@ -309,6 +340,7 @@ class Scheduler:
         self.counts[status] += 1
         self.record({
             "event": "reject", "seq": command.seq, "lane": command.lane, "status": status, "reason": command.reason,
+            **({"part": command.part} if command.part >= 0 else {}),
             "fire_at": round(command.fire_at, 6), "sent_at": None if command.sent_at is None else round(command.sent_at, 6),
             "error_ms": None if command.sent_at is None else round((command.sent_at - command.fire_at) * 1000, 3),
             "attempts": command.attempts, "merged_into": merged_into, "note": note,

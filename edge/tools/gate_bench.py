@@ -16,12 +16,9 @@ the PLC's receipt of the register write (the seq), the PLC being this process's 
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import importlib.util
-import logging
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +30,7 @@ import numpy as np
 
 from edge.core.config import GateConfig
 from edge.gate import Gate, Reject, SerialDriver, open_driver
+from edge.tools.modbus_sim import ModbusStandIn
 from edge.tools.plc_sim import DEFAULT_PROTOCOL, PLCStandIn
 
 BELTS = {"constant 1 m/s": "1000", "accelerating 0.5-1.5 m/s": "ramp:500:1500:{seconds}", "stopping": "stop:1000:0.8:0.2"}
@@ -113,44 +111,21 @@ def measure_belt(timing: str, profile: str, rejects: int, rate: float, work: Pat
 
 def measure_modbus_tcp(rejects: int, rate: float) -> tuple[np.ndarray, int]:
     """Milliseconds from the verdict to a pymodbus TCP server's receipt of the reject's register write."""
-    from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
-    from pymodbus.pdu.register_message import WriteSingleRegisterRequest
-    from pymodbus.server import ModbusTcpServer
-
-    received: dict[int, float] = {}
-    logging.getLogger("pymodbus").setLevel(logging.ERROR)  # the stand-in's deprecation notices are not the bench's
-
-    def trace(sending: bool, pdu):
-        if not sending and isinstance(pdu, WriteSingleRegisterRequest):
-            received.setdefault(pdu.registers[0], time.monotonic())
-        return pdu
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    device = ModbusDeviceContext(co=ModbusSequentialDataBlock(1, [0] * 300), hr=ModbusSequentialDataBlock(1, [0] * 300))
-    loop, servers = asyncio.new_event_loop(), []
-
-    async def serve() -> None:  # the server is made on its own loop
-        servers.append(ModbusTcpServer(ModbusServerContext(devices={1: device}, single=False),
-                                       address=("127.0.0.1", port), trace_pdu=trace))
-        await servers[0].serve_forever()
-
-    threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True).start()
-    config = GateConfig(driver="modbus", port=f"tcp://127.0.0.1:{port}", modbus_reject="register", recovery_ms=0,
-                        heartbeat_ms=0, reconnect_initial_s=0.05)
-    verdict_at = {}
-    gate = Gate(config, open_driver(config), lambda e: None)
-    deadline = time.monotonic() + 10
-    while not gate.connected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    start = time.monotonic()
-    for seq in range(rejects):
-        time.sleep(max(start + seq / rate - time.monotonic(), 0))
-        verdict_at[seq] = time.monotonic()
-        gate.verdict(seq, verdict_at[seq], True, [1], "bench")
-    gate.close()
-    asyncio.run_coroutine_threadsafe(servers[0].shutdown(), loop).result(5)
+    with ModbusStandIn("tcp") as plc:
+        config = GateConfig(driver="modbus", port=plc.port, modbus_reject="register", recovery_ms=0, heartbeat_ms=0,
+                            reconnect_initial_s=0.05)
+        verdict_at = {}
+        gate = Gate(config, open_driver(config), lambda e: None)
+        deadline = time.monotonic() + 10
+        while not gate.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.monotonic()
+        for seq in range(rejects):
+            time.sleep(max(start + seq / rate - time.monotonic(), 0))
+            verdict_at[seq] = time.monotonic()
+            gate.verdict(seq, verdict_at[seq], True, [1], "bench")
+        gate.close()
+        received = plc.register_writes
     return np.array([(received[s] - verdict_at[s]) * 1000 for s in range(rejects) if s in received]), len(received)
 
 

@@ -81,7 +81,7 @@ BAD = [
      "station.yaml: preprocess.roi: x and y must be >= 0, width and height >= 1, got [0, 0, 64, 0]"),
     ({"preprocess": {"roi": [0, 0, 64, True]}}, None, "station.yaml: preprocess.roi.3: expected an integer, got True"),
     ({"gate": {"reject_template": "REJ {seq[0]}\r\n"}}, None,
-     "station.yaml: gate.reject_template: {seq[0]}: no attribute or index access (use {seq}, {lane}, {pulse_ms})"),
+     "station.yaml: gate.reject_template: {seq[0]}: no attribute or index access (use {seq}, {lane}, {pulse_ms}, {part})"),
     ({"gate": {"alarm_template": "STOP {reason.x}\r\n"}}, None,
      "station.yaml: gate.alarm_template: {reason.x}: no attribute or index access (use {reason})"),
     ({"gate": {"reject_template": "REJ {seq} → {lane}\r\n"}}, None,
@@ -129,7 +129,7 @@ def test_an_older_card_without_hash_or_a_newer_one_with_more_keys_runs_with_a_wa
 
 
 @pytest.mark.parametrize("key, template, message", [
-    ("reject_template", "REJ {seq[0]}", "{seq[0]}: no attribute or index access (use {seq}, {lane}, {pulse_ms})"),
+    ("reject_template", "REJ {seq[0]}", "{seq[0]}: no attribute or index access (use {seq}, {lane}, {pulse_ms}, {part})"),
     ("alarm_template", "STOP {reason.upper}", "{reason.upper}: no attribute or index access (use {reason})"),
     ("reject_template", "REJ {seq!r}", "{seq!r}: no conversions (!r, !s, !a) or nested fields"),
     ("reject_template", "REJ {seq:{lane}}", "{seq:{lane}}: no conversions (!r, !s, !a) or nested fields"),

@@ -21,8 +21,8 @@ class LogDriver:
     def open(self) -> None:
         pass
 
-    def reject(self, seq: int, lane: int) -> None:
-        self.sent.append(f"reject {seq} lane {lane} pulse {self.cfg.pulse_ms} ms")
+    def reject(self, seq: int, lane: int, part: int = -1) -> None:
+        self.sent.append(f"reject {seq} lane {lane} pulse {self.cfg.pulse_ms} ms" + (f" part {part}" if part >= 0 else ""))
         log.info("gate (dry run): %s", self.sent[-1])
 
     def heartbeat(self, count: int) -> None:

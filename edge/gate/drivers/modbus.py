@@ -45,7 +45,7 @@ class ModbusDriver:
         if response.isError():
             raise GateLost(f"{self.port}: Modbus error response {response}")
 
-    def reject(self, seq: int, lane: int) -> None:
+    def reject(self, seq: int, lane: int, part: int = -1) -> None:
         address = self.cfg.modbus_address + lane
         if self.cfg.modbus_reject == "coil":
             self._write("write_coil", address, True)

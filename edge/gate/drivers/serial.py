@@ -35,8 +35,8 @@ class SerialDriver:
             self.close()
             raise GateLost(f"{self.port}: {exc}") from None
 
-    def reject(self, seq: int, lane: int) -> None:
-        self.send(self.protocol.line(Reject(seq, lane, self.cfg.pulse_ms)))
+    def reject(self, seq: int, lane: int, part: int = -1) -> None:
+        self.send(self.protocol.line(Reject(seq, lane, self.cfg.pulse_ms, part)))
 
     def heartbeat(self, count: int) -> None:
         self.send(self.protocol.line(Heartbeat(count)))
