@@ -46,6 +46,16 @@ def _arrivals(plc: PLCStandIn, stop: threading.Event) -> dict[int, float]:
     return arrivals
 
 
+def _send_rejects(gate: Gate, rejects: int, rate: float) -> dict[int, float]:
+    """`rejects` reject verdicts at `rate` per second, each captured at its verdict; seq -> that time."""
+    at, start = {}, time.monotonic()
+    for seq in range(rejects):
+        time.sleep(max(start + seq / rate - time.monotonic(), 0))
+        at[seq] = time.monotonic()
+        gate.verdict(seq, at[seq], True, [1], "bench")
+    return at
+
+
 def measure(timing: str, rejects: int, rate: float, travel_ms: float) -> tuple[np.ndarray, int]:
     """Milliseconds from the scheduled fire time (delay) or the verdict (immediate) to arrival."""
     plc = PLCStandIn()
@@ -57,12 +67,7 @@ def measure(timing: str, rejects: int, rate: float, travel_ms: float) -> tuple[n
     stop, result = threading.Event(), {}
     reader = threading.Thread(target=lambda: result.update(_arrivals(plc, stop)))
     reader.start()
-    verdict_at = {}
-    start = time.monotonic()
-    for seq in range(rejects):
-        time.sleep(max(start + seq / rate - time.monotonic(), 0))
-        verdict_at[seq] = time.monotonic()
-        gate.verdict(seq, verdict_at[seq], True, [1], "bench")
+    verdict_at = _send_rejects(gate, rejects, rate)
     gate.close()
     time.sleep(0.1)
     stop.set()
@@ -91,11 +96,7 @@ def measure_belt(timing: str, profile: str, rejects: int, rate: float, work: Pat
                         distance_mm=DISTANCE_MM, give_up_ms=60_000, **settings)
     gate = Gate(config, SerialDriver(config), lambda e: None)
     time.sleep(0.2)  # the first counts
-    captured, start = {}, time.monotonic()
-    for seq in range(rejects):
-        time.sleep(max(start + seq / rate - time.monotonic(), 0))
-        captured[seq] = time.monotonic()
-        gate.verdict(seq, captured[seq], True, [1], "bench")
+    captured = _send_rejects(gate, rejects, rate)
     gate.close(timeout=30)
     time.sleep(0.2)
     plc.send_signal(signal.SIGTERM)
@@ -114,16 +115,11 @@ def measure_modbus_tcp(rejects: int, rate: float) -> tuple[np.ndarray, int]:
     with ModbusStandIn("tcp") as plc:
         config = GateConfig(driver="modbus", port=plc.port, modbus_reject="register", recovery_ms=0, heartbeat_ms=0,
                             reconnect_initial_s=0.05)
-        verdict_at = {}
         gate = Gate(config, open_driver(config), lambda e: None)
         deadline = time.monotonic() + 10
         while not gate.connected and time.monotonic() < deadline:
             time.sleep(0.01)
-        start = time.monotonic()
-        for seq in range(rejects):
-            time.sleep(max(start + seq / rate - time.monotonic(), 0))
-            verdict_at[seq] = time.monotonic()
-            gate.verdict(seq, verdict_at[seq], True, [1], "bench")
+        verdict_at = _send_rejects(gate, rejects, rate)
         gate.close()
         received = plc.register_writes
     return np.array([(received[s] - verdict_at[s]) * 1000 for s in range(rejects) if s in received]), len(received)
