@@ -142,6 +142,15 @@ def test_a_sink_that_raises_is_logged_and_counted_and_every_frame_still_recorded
     assert caplog.text.count("OverlayStore failed") == 1 and "sink down" in caplog.text
 
 
+def test_a_station_behind_sheds_its_reject_overlays_but_records_and_rejects_every_frame(tmp_path, caplog):
+    truth = _conveyor(tmp_path / "line.avi", 12)
+    config = write_config(tmp_path, tmp_path / "line.avi", pipeline={"shed_after_ms": 0.001})  # every frame is "late"
+    assert main(["run", "--config", str(config)]) == 0
+    assert [r["verdict"] == "reject" for r in verdict_records(tmp_path)] == truth and any(truth)
+    assert not list((tmp_path / "out" / "rejects").glob("*.jpg"))  # overlays shed
+    assert "shedding the optional outputs" in caplog.text
+
+
 def test_roi_and_ignore_mask_hide_defects_outside_the_inspected_area(tmp_path):
     rng = np.random.default_rng(1)
     image = np.clip(150 + rng.normal(0, 3, (128, 256, 3)), 0, 255).astype(np.uint8)

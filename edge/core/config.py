@@ -90,6 +90,7 @@ class DecisionConfig(Section):
 class PipelineConfig(Section):
     queue_size: int = Field(2, ge=1, description="frames waiting between stages; live sources drop the oldest")
     max_frames: int | None = Field(None, ge=1, description="stop after this many frames (default: run until the source ends)")
+    shed_after_ms: float | None = Field(None, gt=0, description="a frame recorded later than this after its capture sheds the optional outputs for a second: reject overlays, then the page's live view and thumbnails (default: half of gate.verdict_deadline_ms)")
 
 
 class OutputConfig(Section):

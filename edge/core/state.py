@@ -105,6 +105,8 @@ class StationState:
     camera: CameraState
     disk: DiskState
     sink_errors: dict[str, int]
+    shedding: bool  # behind: the optional outputs are skipped (pipeline.shed_after_ms)
+    shed: dict[str, int]  # frames each optional output skipped
     mqtt: MqttState | None = None
 
     def to_json(self) -> dict:

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 
 class Sink(Protocol):
     """One output of recorded frames. `verdict` must not wait (a queue put, a reference kept, a
-    bounded write); `close` is called once at the end of the run."""
+    bounded write); `close` is called once at the end of the run. A `sheddable` sink is skipped
+    while the station is behind (edge.station.inspector: pipeline.shed_after_ms)."""
+
+    sheddable: bool
 
     def verdict(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict, record: dict) -> None: ...
 

@@ -198,6 +198,8 @@ class Publisher:
 
     # --- the station's side -----------------------------------------------------------------
 
+    sheddable = False  # every record reaches the broker
+
     def verdict(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict, record: dict) -> None:
         """Called by the output thread for every recorded verdict; only a queue put."""
         self.events.put(("record", record))

@@ -68,6 +68,8 @@ class OpcUaServer:
 
     # --- the station's side ----------------------------------------------------------------------
 
+    sheddable = False  # a queue put: LastVerdict and the events stay with every frame
+
     def verdict(self, frame: Frame, prob: np.ndarray | None, verdict: Verdict, record: dict) -> None:
         """Called by the output thread for every recorded frame; only a queue put."""
         self.loop.call_soon_threadsafe(self._put, record)

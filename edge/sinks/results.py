@@ -191,6 +191,7 @@ class OverlayStore:
     cannot be written (disk full, no descriptors) pauses overlays for PAUSE_S; nothing is raised."""
 
     PAUSE_S = 30.0
+    sheddable = True  # a JPEG encode and a disk write per reject: the first work shed when behind
 
     def __init__(self, directory: str | Path, quota_bytes: int, threshold: float):
         self.dir, self.quota, self.threshold = Path(directory), quota_bytes, threshold

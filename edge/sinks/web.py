@@ -75,8 +75,9 @@ def _jpeg(image_bgr: np.ndarray) -> bytes:
 class LiveView:
     """The newest judged frame and the last rejects; rendered to JPEG only off the pipeline's threads."""
 
-    def __init__(self, threshold: float, live_fps: float, live_width: int, rejects_shown: int):
-        self.threshold, self.period, self.width = threshold, 1.0 / live_fps, live_width
+    def __init__(self, threshold: float, live_fps: float, live_width: int, rejects_shown: int,
+                 shedding: Callable[[], bool] = lambda: False):
+        self.threshold, self.period, self.width, self.shedding = threshold, 1.0 / live_fps, live_width, shedding
         self.latest: tuple[Frame, np.ndarray | None, list, str] | None = None  # newest frame with an image, defects, verdict
         self.shown = rejects_shown
         self.unrendered: deque = deque(maxlen=rejects_shown)  # (frame, prob, verdict, record) of new rejects
@@ -102,21 +103,24 @@ class LiveView:
         return _jpeg(overlay(frame.image, mask, defects, scale if scale < 0.75 else 1.0))  # else not worth a resample
 
     def live_jpeg(self) -> tuple[dict[str, str], bytes] | None:
-        """(headers X-Seq and X-Verdict, JPEG) of the newest frame; re-encoded at most once per 1/live_fps s."""
+        """(headers X-Seq and X-Verdict, JPEG) of the newest frame; re-encoded at most once per 1/live_fps s,
+        and not while the station sheds work (the last one is served again)."""
         with self.lock:
             latest = self.latest
             if latest is None:
                 return None
             now = time.monotonic()
             frame, prob, defects, verdict = latest
-            if frame.seq != self.jpeg_seq and now - self.jpeg_at >= self.period:
+            stale_ok = self.jpeg is not None and self.shedding()
+            if frame.seq != self.jpeg_seq and now - self.jpeg_at >= self.period and not stale_ok:
                 self.jpeg, self.jpeg_seq, self.jpeg_at = self._render(frame, prob, defects, self.width), frame.seq, now
                 self.jpeg_verdict = verdict
             return {"X-Seq": str(self.jpeg_seq), "X-Verdict": self.jpeg_verdict}, self.jpeg
 
     def render_rejects(self) -> None:
-        """Turn the rejects recorded since the last call into thumbnails (the server thread calls it)."""
-        while self.unrendered:
+        """Turn the rejects recorded since the last call into thumbnails (the server thread calls it), unless
+        the station sheds work: then they wait (the oldest dropped past `rejects_shown`)."""
+        while self.unrendered and not self.shedding():
             frame, prob, verdict, record = self.unrendered.popleft()
             self.rejects.append({"seq": verdict.seq, "time": record["time"], "reason": record["reason"],
                                  "defects": record["defects"],
@@ -148,6 +152,11 @@ class StationCollector:
                                  ("source_outage_seconds", camera.outage_s, "time without frames"),
                                  ("results_lost", results.lost, "records dropped with the memory buffer full")):
             yield CounterMetricFamily(f"station_{name}", doc, value=value)
+        shed = CounterMetricFamily("station_shed", "frames an optional output skipped while the station was behind",
+                                   labels=["output"])
+        for output, count in s.shed.items():
+            shed.add_metric([output], count)
+        yield shed
         rejects = CounterMetricFamily("station_gate_rejects", "rejects handled by the gate, by how they ended", labels=["status"])
         for status, count in gate.rejects.items():
             rejects.add_metric([status], count)
@@ -158,7 +167,8 @@ class StationCollector:
                                  ("inspecting", gate.inspecting, "1 while frames are judged on time (the PLC heartbeat runs)"),
                                  ("camera_stalled", camera.stalled, "1 while the camera gives no frames"),
                                  ("results_log_ok", results.ok, "1 while records reach the disk"),
-                                 ("results_buffered", results.buffered, "records waiting in memory for the disk")):
+                                 ("results_buffered", results.buffered, "records waiting in memory for the disk"),
+                                 ("shedding", s.shedding, "1 while the station is behind and skips its optional outputs")):
             yield GaugeMetricFamily(f"station_{name}", doc, value=float(value))
         if camera.last_frame_age_s is not None:
             yield GaugeMetricFamily("station_last_frame_age_seconds", "time since the last verdict", value=camera.last_frame_age_s)
@@ -351,9 +361,12 @@ class _Handler(BaseHTTPRequestHandler):
 class OperatorPage:
     """The web side of the daemon: a Sink of recorded frames plus an HTTP server in a daemon thread."""
 
-    def __init__(self, config: HttpConfig, status: Callable[[], StationState], threshold: float):
+    sheddable = False  # its verdict keeps references only; its rendering sheds itself (LiveView)
+
+    def __init__(self, config: HttpConfig, status: Callable[[], StationState], threshold: float,
+                 shedding: Callable[[], bool] = lambda: False):
         self.config, self.status = config, status
-        self.view = LiveView(threshold, config.live_fps, config.live_width, config.rejects_shown)
+        self.view = LiveView(threshold, config.live_fps, config.live_width, config.rejects_shown, shedding)
         self.html = (files("edge.sinks") / "static" / "index.html").read_bytes()
         self.registry = CollectorRegistry()
         self.registry.register(StationCollector(status))

@@ -31,6 +31,8 @@ from edge.station.pipeline import RunSummary, Stats
 
 log = logging.getLogger(__name__)
 
+SHED_HOLD_S = 1.0  # after a late frame, the optional outputs stay off this long
+
 
 def image_rule(decision: DecisionConfig, card: ModelCard, model_path: str) -> tuple[float | None, int]:
     """The image-score rule's (threshold, smooth_px) as config and card say; (None, 0): the area rule."""
@@ -80,6 +82,10 @@ class Inspector:
         self.publisher = None  # edge.sinks.mqtt.Publisher when mqtt.host is set
         self.sinks: list[Sink] = [self.overlays] if self.overlays else []  # + MQTT and the page: open_sinks
         self.sink_errors: dict[str, int] = {}
+        deadline_ms = config.gate.verdict_deadline_ms
+        self.shed_after_s = (config.pipeline.shed_after_ms or deadline_ms / 2) / 1000
+        self.shed_until = 0.0  # optional outputs are skipped until then
+        self.shed: dict[str, int] = {}
         self.disk_alarmed = False
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
@@ -124,6 +130,11 @@ class Inspector:
             verdict = judge(frame.seq, frame.t_capture, None, self.rules, timing, reason=f"not judged: {exc!r}")
         return verdict
 
+    def shedding(self) -> bool:
+        """Whether the station is behind: a frame was recorded later than pipeline.shed_after_ms after its
+        capture within the last SHED_HOLD_S. Reject overlays are skipped, the live view and thumbnails wait."""
+        return time.monotonic() < self.shed_until
+
     def lanes(self, verdict: Verdict, width: int) -> list[int]:
         """The gate lanes (1..N, across the frame width) holding the verdict's kept defects."""
         n = self.config.gate.lanes
@@ -135,7 +146,18 @@ class Inspector:
         outcome = self.gate.verdict(verdict.seq, frame.t_capture, verdict.reject, self.lanes(verdict, width),
                                     verdict.reason, judged=prob is not None)
         record = self._record(self.in_flight.pop(frame.seq, frame), outcome, verdict)
+        now = time.monotonic()
+        if now - frame.t_capture > self.shed_after_s:
+            if not self.shedding():
+                log.warning("frame %d recorded %.0f ms after its capture: shedding the optional outputs",
+                            frame.seq, (now - frame.t_capture) * 1000)
+            self.shed_until = now + SHED_HOLD_S
+        shedding = self.shedding()
         for sink in self.sinks:
+            if shedding and sink.sheddable:
+                name = type(sink).__name__
+                self.shed[name] = self.shed.get(name, 0) + 1
+                continue
             try:
                 sink.verdict(frame, prob, verdict, record)
             except Exception:  # noqa: BLE001 (a failing sink is logged and counted; inspection goes on)
@@ -203,7 +225,7 @@ class Inspector:
         if self.config.http.port is not None:
             from edge.sinks.web import OperatorPage
 
-            page = OperatorPage(self.config.http, status, self.rules.threshold)
+            page = OperatorPage(self.config.http, status, self.rules.threshold, self.shedding)
             self.sinks.append(page)
             print(f"operator page {page.url}", flush=True)
 

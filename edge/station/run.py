@@ -47,6 +47,8 @@ def snapshot(stats: Stats, inspector: Inspector, source) -> StationState:
                            None if stats.last_verdict is None else round(now - stats.last_verdict, 2)),
         disk=DiskState(inspector.results.state(), inspector.overlays.state() if inspector.overlays else None),
         sink_errors=dict(inspector.sink_errors),
+        shedding=inspector.shedding(),
+        shed=dict(inspector.shed),
         mqtt=inspector.publisher.state() if inspector.publisher is not None else None,
     )
 
