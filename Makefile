@@ -39,7 +39,7 @@ default-model: $(VENV)/.installed
 	$(BIN)/python -m training.surfaces --out $(MODEL)/data --images 600
 	$(TRAIN_DEFAULT) --epochs 12
 	$(TRAIN_DEFAULT) --epochs 20 --resume
-	$(BIN)/station quantize --model $(MODEL)/train/model.keras --calib $(MODEL)/data --out $(MODEL)/tflite
+	$(BIN)/station quantize --model $(MODEL)/train/model.keras --calib $(MODEL)/data --out $(MODEL)/tflite --keep-float LOGISTIC
 	# the card holds the model file's SHA-256: the two are copied together, or the station refuses them
 	cp $(MODEL)/tflite/model_int8.tflite edge/inference/models/surfaces_int8.tflite
 	cp $(MODEL)/tflite/model_int8.json edge/inference/models/surfaces_int8.json

@@ -62,9 +62,11 @@ def test_the_bundled_model_is_int8_with_its_card():
     assert resolve("default") == DEFAULT_MODEL and DEFAULT_MODEL.stat().st_size < 5 * 2**20
     card = ModelCard.load(DEFAULT_MODEL)
     model = TFLiteModel(DEFAULT_MODEL)
-    assert model.input["dtype"] == np.uint8 and card.format == "tflite-int8"
+    # int8 inside; its sigmoids kept in float (quantize --keep-float LOGISTIC), so its I/O is float32
+    assert card.format == "tflite-int8" and np.dtype(model.input["dtype"]).name == card.input.dtype == "float32"
+    assert "CONV_2D" in model.op_types() and "DEQUANTIZE" in model.op_types()
     assert tuple(model.input["shape"][1:]) == (card.input.height, card.input.width, card.input.channels)
-    assert card.metrics["test"]["dice"] > 0.7
+    assert card.metrics["test"]["dice"] > 0.9 and card.image_decision.target_recall == 1.0
 
 
 def test_demo_rejects_the_defective_frames_at_their_fire_times(tmp_path, capsys):
@@ -82,7 +84,7 @@ def test_demo_rejects_the_defective_frames_at_their_fire_times(tmp_path, capsys)
     scores = json.loads((tmp_path / "out" / "demo.json").read_text())
     defective = sum(t["defect"] for t in truth)
     assert scores["frames"] == 45 and scores["rejects_expected"] == defective > 3
-    # the bundled model: most defective frames rejected, few clean ones (it misses thin scratches)
+    # the bundled model: most defective frames rejected, few clean ones (a thin scratch can pass; pores of concrete reject)
     assert len(scores["missed"]) <= 0.2 * defective and len(scores["false_rejects"]) <= 0.1 * (45 - defective)
     # the wire: exactly the frames the station rejected reached the stand-in, each at its fire time
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
