@@ -131,8 +131,9 @@ def _add_bench(sub) -> None:
 
 
 def _add_demo(sub) -> None:
-    sub.add_parser("demo", help="run the station on the demo video with a PLC stand-in; score it against the truth",
-                   formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p = sub.add_parser("demo", help="run the station on the demo video with a PLC stand-in; score it against the truth",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
+    p.add_argument("--load", type=int, default=0, help="start this many CPU-bound processes beside the station (timing under load)")
 
 
 def _add_soak(sub) -> None:

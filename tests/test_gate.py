@@ -1,4 +1,5 @@
 import logging
+import os
 import time
 
 import pytest
@@ -223,3 +224,18 @@ def test_a_blocked_results_disk_never_delays_a_reject(tmp_path, plc):
     gate.close()
     log.close()
     os.close(reader)
+
+
+def test_the_gate_thread_runs_at_real_time_priority_when_allowed(plc, caplog):
+    config = GateConfig(driver="serial", port=plc.path, heartbeat_ms=0, realtime_priority=10)
+    gate = Gate(config, SerialDriver(config))
+    deadline = time.monotonic() + 5
+    while gate.thread.native_id is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # the thread sets its own policy first thing
+    policy = os.sched_getscheduler(gate.thread.native_id)
+    gate.close()
+    if os.geteuid() == 0:  # root may: SCHED_FIFO at 10
+        assert policy == os.SCHED_FIFO
+    else:  # refused, said, and the gate runs on at normal priority
+        assert policy == os.SCHED_OTHER and "real-time priority 10 refused" in caplog.text

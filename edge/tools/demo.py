@@ -98,9 +98,15 @@ def run(args) -> int:
     plc = _start_stand_in(Path(config.gate.port), csv_path)
     print(f"PLC stand-in on {config.gate.port}, writing {csv_path}")
     records: list[dict] = []
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+    if hogs:
+        print(f"load: {len(hogs)} CPU-bound processes beside the station, at its priority")
     try:
         run_station(config, tee=records.append)
     finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         time.sleep(0.2)  # the last reject's bytes reach the stand-in
         plc.terminate()
         plc.wait(10)
