@@ -17,7 +17,8 @@ setup(
         "modbus": ["pymodbus>=3.9"],
         "mqtt": ["paho-mqtt>=2.0"],
         "opcua": ["asyncua>=1.1"],
-        "dev": ["pytest>=8", "pymodbus>=3.9", "paho-mqtt>=2.0", "selenium>=4.20", "asyncua>=1.1"],
+        "openvino": ["openvino>=2024.0"],
+        "dev": ["pytest>=8", "pymodbus>=3.9", "paho-mqtt>=2.0", "selenium>=4.20", "asyncua>=1.1", "openvino>=2024.0"],
     },
     entry_points={"console_scripts": ["station = edge.cli:main"]},
 )

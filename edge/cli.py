@@ -120,7 +120,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--data", default=None, help="folder dataset (or folder of images): end-to-end rate, and accuracy with masks")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of a dataset with masks")
     p.add_argument("--threads", default="1,2", help="comma-separated interpreter thread counts")
-    p.add_argument("--runtime", default="litert,tflite_runtime,tf", help="TFLite runtimes to try; missing ones are skipped")
+    p.add_argument("--runtime", default="litert,tflite_runtime,tf,openvino", help="runtimes to try (TFLite's, and OpenVINO on the same file); missing ones are skipped")
     p.add_argument("--warmup", type=int, default=5, help="untimed invokes after the first")
     p.add_argument("--runs", type=int, default=50, help="timed invokes per run")
     p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image")

@@ -151,3 +151,25 @@ def test_a_runtime_that_crashes_becomes_a_note_not_a_hang():
     kind, message = _outcome(process, queue)
     process.join()
     assert (kind, message) == ("error", "the measuring process died (signal SIGABRT)")
+
+
+def test_openvino_runs_the_same_tflite_file_and_finds_what_litert_finds(surfaces_data, tmp_path):
+    pytest.importorskip("openvino", reason="the openvino extra")
+    from edge.evaluation.dataset import list_samples, read_pairs
+    from edge.evaluation.evaluate import predict_maps
+    from edge.evaluation.metrics import evaluate_maps
+    from edge.inference.predictors import load_model
+
+    scores = {}
+    for runtime in ("litert", "openvino"):
+        loaded = load_model("default", 2, runtime)
+        pairs, _ = read_pairs(list_samples(surfaces_data, "test"), 3, False)
+        probs = predict_maps([p[1] for p in pairs], loaded.predict, loaded.card)
+        scores[runtime] = evaluate_maps(probs, [p[2] for p in pairs], loaded.card.threshold)["dice"]
+        assert loaded.tflite.runtime == runtime and runtime in loaded.tflite.describe()
+    assert abs(scores["openvino"] - scores["litert"]) < 0.03 and scores["openvino"] > 0.8, scores
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", "default", "--runtime", "openvino", "--threads", "1", "--runs", "3",
+                 "--warmup", "1", "--json", str(out), "--report", str(tmp_path / "bench.md")]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["runtime"] for r in rows] == ["openvino"] and rows[0]["p50_ms"] > 0

@@ -38,7 +38,7 @@ class Section(BaseModel):
 class ModelConfig(Section):
     path: str = Field(description="the .tflite file; its .json card must lie beside it")
     threads: int = Field(2, ge=1, description="interpreter threads")
-    runtime: Literal["auto", "litert", "tflite_runtime", "tf"] = Field("auto", description="TFLite runtime")
+    runtime: Literal["auto", "litert", "tflite_runtime", "tf", "openvino"] = Field("auto", description="auto: the first TFLite runtime installed (LiteRT, tflite_runtime, tensorflow.lite); openvino: Intel's runtime on the same file (pip install .[openvino])")
     delegate: str | None = Field(None, description="'edgetpu' or the path of an external delegate library")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from edge.core.card import ModelCard
 from edge.core.errors import BadInput
 from edge.inference.models import resolve
-from edge.inference.runtime import TFLiteModel
+from edge.inference.runtime import TFLiteModel, open_tflite
 from edge.inference.segment import Predict
 
 KERAS_BATCH = 16
@@ -91,6 +91,6 @@ def load_model(path: str | Path, num_threads: int = 2, runtime: str | None = Non
     card = ModelCard.load(path)
     if path.suffix == ".keras":
         return LoadedModel(path, card, _keras_predictor(path, card), None)
-    model = TFLiteModel(path, num_threads, runtime, delegate)
+    model = open_tflite(path, num_threads, runtime, delegate)
     check_card(path, card, tuple(model.input["shape"][1:]))
     return LoadedModel(path, card, model.predict, model)

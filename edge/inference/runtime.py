@@ -47,22 +47,36 @@ def runtime_module(runtime: str | None = None):
     raise BadInput(f"no TFLite runtime installed (tried {', '.join(names)}); pip install ai-edge-litert")
 
 
+OTHER_RUNTIMES = {"openvino": "openvino"}  # name -> module: runtimes that read .tflite files but are not TFLite's
+
+
 def runtime_installed(name: str) -> bool:
     """Whether the runtime's package is installed, found without importing it."""
-    return importlib.util.find_spec(RUNTIMES[name][0].split(".")[0]) is not None
+    module = OTHER_RUNTIMES[name] if name in OTHER_RUNTIMES else RUNTIMES[name][0]
+    return importlib.util.find_spec(module.split(".")[0]) is not None
 
 
 def runtime_version(name: str) -> str:
     """The installed version of a runtime's distribution, or '?'."""
     from importlib.metadata import PackageNotFoundError, version
 
-    dists = {"litert": ["ai-edge-litert"], "tflite_runtime": ["tflite-runtime"], "tf": ["tensorflow", "tensorflow-cpu"]}
+    dists = {"litert": ["ai-edge-litert"], "tflite_runtime": ["tflite-runtime"], "tf": ["tensorflow", "tensorflow-cpu"],
+             "openvino": ["openvino"]}
     for dist in dists[name]:
         try:
             return version(dist)
         except PackageNotFoundError:
             continue
     return "?"
+
+
+def open_tflite(path: str | Path, num_threads: int = 2, runtime: str | None = None, delegate: str | None = None):
+    """A .tflite file ready to invoke on `runtime`: a TFLite interpreter (auto: LiteRT first) or OpenVINO."""
+    if runtime == "openvino":
+        from edge.inference.openvino import OpenVinoModel
+
+        return OpenVinoModel(path, num_threads, delegate)
+    return TFLiteModel(path, num_threads, runtime, delegate)
 
 
 class TFLiteModel:

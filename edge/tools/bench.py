@@ -36,7 +36,7 @@ from edge.core.errors import BadInput
 from edge.core.config import MIN_AREA_PX
 from edge.evaluation.metrics import evaluate_maps
 from edge.inference.models import resolve
-from edge.inference.runtime import RUNTIMES, runtime_installed, runtime_version
+from edge.inference.runtime import OTHER_RUNTIMES, RUNTIMES, runtime_installed, runtime_version
 from edge.inference.predictors import load_model
 from edge.inference.segment import probability_map
 
@@ -189,8 +189,8 @@ def plan(models: list[str], runtimes: list[str], threads: list[int]) -> tuple[li
     notes, runs = [], []
     installed = {}
     for name in runtimes:
-        if name not in RUNTIMES:
-            raise BadInput(f"--runtime: unknown runtime {name!r} (expected {', '.join(RUNTIMES)})")
+        if name not in RUNTIMES and name not in OTHER_RUNTIMES:
+            raise BadInput(f"--runtime: unknown runtime {name!r} (expected {', '.join([*RUNTIMES, *OTHER_RUNTIMES])})")
         installed[name] = runtime_installed(name)
         if not installed[name]:
             notes.append(f"runtime {name}: not installed, skipped")
@@ -227,7 +227,7 @@ def bench(models: list[str], data: str | None = None, split: str = "test", threa
     """The whole benchmark: device facts, one row per model x runtime x threads, notes."""
     threads = threads or [1, 2]
     models = [str(resolve(m)) for m in models]
-    runtimes = runtimes or list(RUNTIMES)
+    runtimes = runtimes or [*RUNTIMES, *OTHER_RUNTIMES]
     samples, with_masks = bench_samples(data, split) if data else ([], False)
     planned, notes = plan(models, runtimes, threads)
     if with_masks:
