@@ -29,7 +29,8 @@ def _add_train(sub) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
     p.add_argument("--data", required=True, help="folder dataset: images/, masks/ (or LabelMe JSON), optional index.csv")
     p.add_argument("--out", required=True, help="run folder: model.keras, model.json, last.keras, log.csv")
-    p.add_argument("--arch", default="attention_unet", choices=["attention_unet", "unet"], help="model architecture")
+    p.add_argument("--arch", default="attention_unet", choices=["attention_unet", "unet", "attention_unet_ds"],
+                   help="model architecture (attention_unet_ds: depthwise separable convs, the device variant for high resolution)")
     p.add_argument("--epochs", type=int, default=100, help="maximum epochs")
     p.add_argument("--batch", type=int, default=8, help="batch size")
     p.add_argument("--input-size", type=int, default=256, help="crop and model input side, divisible by 2**depth")

@@ -6,6 +6,9 @@
 Both share one encoder/decoder; the Attention U-Net puts an additive attention gate on every skip
 connection, gated by the coarser decoder signal. Blocks are Conv -> BatchNorm -> ReLU (the BN
 folds into the conv at export) and the model scales pixels itself, so it takes raw 0-255 input.
+`attention_unet_ds` is the device variant: every 3x3 conv after the first is depthwise separable
+(a 3x3 per channel, then a 1x1 across them: about a seventh of the multiply-accumulates at 16-128
+channels), for high-resolution frames at line rate on a Pi's or a panel PC's cores.
 """
 
 from __future__ import annotations
@@ -15,22 +18,24 @@ import math
 import keras
 from keras import layers
 
-ARCHITECTURES = ("attention_unet", "unet")
+ARCHITECTURES = ("attention_unet", "unet", "attention_unet_ds")
 UPSAMPLING = ("transpose", "resize")
 BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the moving statistics stale for the first few hundred steps
 OUTPUT_PRIOR = 0.01  # the defect probability the untrained model starts at (RetinaNet's prior init)
 
 
-def conv_bn_relu(x, filters: int, name: str, kernel: int = 3):
-    """Conv (no bias) -> BatchNorm -> ReLU."""
-    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+def conv_bn_relu(x, filters: int, name: str, kernel: int = 3, separable: bool = False):
+    """Conv (no bias; depthwise separable if asked) -> BatchNorm -> ReLU."""
+    conv = layers.SeparableConv2D if separable else layers.Conv2D
+    x = conv(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def conv_block(x, filters: int, name: str):
-    """Two Conv-BN-ReLU layers: one U-Net level."""
-    return conv_bn_relu(conv_bn_relu(x, filters, f"{name}_a"), filters, f"{name}_b")
+def conv_block(x, filters: int, name: str, separable: bool = False, first_full: bool = False):
+    """Two Conv-BN-ReLU layers: one U-Net level (`first_full`: the first a full conv even when separable)."""
+    x = conv_bn_relu(x, filters, f"{name}_a", separable=separable and not first_full)
+    return conv_bn_relu(x, filters, f"{name}_b", separable=separable)
 
 
 def attention_gate(skip, gating, inter_filters: int, name: str):
@@ -66,7 +71,8 @@ def build_model(
     upsampling: str = "transpose",
     prior: float = OUTPUT_PRIOR,
 ) -> keras.Model:
-    """A U-Net (`unet`) or Attention U-Net (`attention_unet`) taking raw 0-255 pixels.
+    """A U-Net (`unet`), Attention U-Net (`attention_unet`) or its device variant (`attention_unet_ds`)
+    taking raw 0-255 pixels.
 
     The output bias starts at logit(`prior`), so the untrained model says "defect" with probability
     `prior`, not 0.5. With a zero bias the 97-99 % background pixels start at 0.5 and the first
@@ -82,20 +88,21 @@ def build_model(
         raise ValueError(f"input size {height}x{width} must be divisible by 2**depth = {2**depth}")
     inputs = keras.Input((height, width, channels), name="pixels")
     x = layers.Rescaling(1 / 255.0, name="scale")(inputs)
+    separable = arch.endswith("_ds")
     skips = []
     for level in range(depth):
-        x = conv_block(x, base_filters * 2**level, f"enc{level}")
+        x = conv_block(x, base_filters * 2**level, f"enc{level}", separable, first_full=level == 0)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
-    x = conv_block(x, base_filters * 2**depth, "bottleneck")
+    x = conv_block(x, base_filters * 2**depth, "bottleneck", separable)
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         skip = skips[level]
-        if arch == "attention_unet":
+        if arch.startswith("attention_unet"):
             skip = attention_gate(skip, x, max(filters // 2, 1), f"gate{level}")
         x = upsample(x, filters, upsampling, f"up{level}")
         x = layers.Concatenate(name=f"cat{level}")([x, skip])
-        x = conv_block(x, filters, f"dec{level}")
+        x = conv_block(x, filters, f"dec{level}", separable)
     if not 0 < prior < 1:
         raise ValueError(f"prior: expected a probability in (0, 1), got {prior}")
     bias = keras.initializers.Constant(math.log(prior / (1 - prior)))

@@ -6,7 +6,7 @@ from training.losses import Dice, IoU, SegmentationLoss
 from training.models import attention_gate, build_model
 
 
-@pytest.mark.parametrize("arch", ["attention_unet", "unet"])
+@pytest.mark.parametrize("arch", ["attention_unet", "unet", "attention_unet_ds"])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("upsampling", ["transpose", "resize"])
 def test_builders_give_the_right_shapes(arch, channels, upsampling):
@@ -23,6 +23,15 @@ def test_attention_unet_gates_every_skip_and_unet_none():
     plain = build_model("unet", 64, 3, base_filters=4, depth=3)
     assert sorted(l.name for l in gated.layers if l.name.endswith("_gated")) == ["gate0_gated", "gate1_gated", "gate2_gated"]
     assert not [l for l in plain.layers if l.name.startswith("gate")]
+
+
+def test_the_device_variant_is_gated_and_separable_after_its_first_conv_and_far_smaller():
+    ds = build_model("attention_unet_ds", 64, 3, base_filters=16, depth=3)
+    full = build_model("attention_unet", 64, 3, base_filters=16, depth=3)
+    convs = [l for l in ds.layers if l.name.endswith("_conv")]
+    assert type(convs[0]).__name__ == "Conv2D" and all(type(l).__name__ == "SeparableConv2D" for l in convs[1:])
+    assert sorted(l.name for l in ds.layers if l.name.endswith("_gated")) == ["gate0_gated", "gate1_gated", "gate2_gated"]
+    assert ds.count_params() < full.count_params() / 3
 
 
 def test_every_conv_is_followed_by_batchnorm_then_relu():
