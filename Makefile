@@ -48,8 +48,9 @@ default-model: $(VENV)/.installed
 # not accuracy), 2 threads, on a 256x256 video as fast as it decodes, then paced at 30 fps for the
 # latency, then on a 1920x1080 video in 256x256 tiles. Each run's summary gives its peak RSS.
 BENCH = runs/bench
-RUN_BENCH = $(BIN)/station run --config config.yaml --model $(BENCH)/tflite/model_int8.tflite \
-	--set gate.driver=log --set model.threads=2 --set output.results_log=$(BENCH)/results.jsonl --set output.overlays_dir=null
+RUN_ON = $(BIN)/station run --config config.yaml --set gate.driver=log --set model.threads=2 \
+	--set output.results_log=$(BENCH)/results.jsonl --set output.overlays_dir=null --model
+RUN_BENCH = $(RUN_ON) $(BENCH)/tflite/model_int8.tflite
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m training.surfaces --out $(BENCH)/data --images 30 --height 256 --width 256 \
@@ -61,6 +62,12 @@ bench: $(VENV)/.installed
 	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=false --bench-invoke 200
 	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=true --bench-invoke 200
 	$(RUN_BENCH) --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
+	# the device variant (depthwise separable) on the same 1080p frames
+	$(BIN)/station train --data $(BENCH)/data --out $(BENCH)/model_ds --arch attention_unet_ds --input-size 256 --epochs 1 \
+		--epoch-size 32 --verbose 0
+	$(BIN)/station quantize --model $(BENCH)/model_ds/model.keras --calib $(BENCH)/data --out $(BENCH)/tflite_ds \
+		--formats int8 --calib-images 20 --max-drop 1
+	$(RUN_ON) $(BENCH)/tflite_ds/model_int8.tflite --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
 
 # The operator page and MQTT cost (docs/operator-page.md): `station run` on the
 # bench's 256x256 video with the page watched by a client and MQTT into a local mosquitto, against
