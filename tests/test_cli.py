@@ -16,7 +16,7 @@ def test_eval_of_a_missing_model_exits_2(synth_rgb, tmp_path, capsys):
 @pytest.mark.parametrize("text, message", [
     ("train:\n  epochs: ten\n", "train.epochs: expected an integer, got 'ten'"),
     ("train:\n  epoch: 3\n", "train.epoch: unknown key"),
-    ("train:\n  arch: resnet\n", "train.arch: expected one of ['attention_unet', 'unet'], got 'resnet'"),
+    ("train:\n  arch: resnet\n", "train.arch: expected one of ['attention_unet', 'unet', 'attention_unet_ds'], got 'resnet'"),
     ("train:\n  resize: 1\n", "train.resize: expected true or false"),
     ("deploy:\n  x: 1\n", "deploy: unknown section"),
     ("train: [", "not valid YAML"),
