@@ -76,7 +76,9 @@ def _fake_gige() -> subprocess.Popen:
 @pytest.mark.skipif(os.geteuid() != 0, reason="complete GigE frames on loopback need larger socket buffers (sysctl, root)")
 def test_a_gige_camera_killed_and_restarted_is_a_gap_and_a_reconnect():
     for key in ("net.core.rmem_max", "net.core.rmem_default"):
-        subprocess.run(["sysctl", "-q", "-w", f"{key}=26214400"], check=True)
+        subprocess.run(["sysctl", "-q", "-w", f"{key}=26214400"], check=False, stderr=subprocess.DEVNULL)
+    if int(open("/proc/sys/net/core/rmem_max").read()) < 26214400:
+        pytest.skip("the socket buffers cannot be raised here (sysctl refused: a container?)")
     camera = _fake_gige()
     try:
         source = _open("aravis://Aravis-Fake-GV01", fps=20, stall_s=1.0, reconnect_initial_s=0.2, reconnect_max_s=0.5)
