@@ -62,7 +62,8 @@ def test_station_run_on_the_fake_camera_records_the_cameras_frame_ids(tmp_path):
     config = write_config(tmp_path, "aravis://Fake_1", source={"width": 160, "height": 120, "fps": 20})
     assert main(["run", "--config", str(config), "--max-frames", "6"]) == 0
     records = verdict_records(tmp_path)
-    assert [r["seq"] for r in records] == list(range(6)) and all(r["source"] == "aravis://Fake_1" for r in records)
+    # one record per frame (a frame dropped while inference was behind is recorded when dropped: any order)
+    assert sorted(r["seq"] for r in records) == list(range(6)) and all(r["source"] == "aravis://Fake_1" for r in records)
     assert all(isinstance(r["frame_id"], int) and isinstance(r["camera_ns"], int) for r in records)
 
 
