@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.tools.bench import _outcome
-from edge.core.card import ModelCard
 from edge.cli import main
+from edge.core.card import ModelCard
 from edge.evaluation.dataset import list_samples, read_image
 from edge.inference.models import DEFAULT_MODEL
 from edge.inference.runtime import TFLiteModel
 from edge.inference.segment import probability_map
+from edge.tools.bench import _outcome
 
 FAST = ["--threads", "1", "--runs", "5", "--warmup", "1", "--runtime", "litert,tflite_runtime"]
 

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.evaluation.dataset import list_samples, rasterize_labelme, read_pairs
 from edge.core.errors import BadInput
+from edge.evaluation.dataset import list_samples, rasterize_labelme, read_pairs
 
 
 def _copy(src, dst):

@@ -7,11 +7,20 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.core.card import ModelCard
 from edge.cli import main
+from edge.core.card import ModelCard
 from edge.inference.models import DEFAULT_MODEL, resolve
 from edge.inference.runtime import TFLiteModel
-from training.surfaces import DEFECTS, KINDS, add_defect, apply_defect, defect_mask, strip, texture, write_conveyor
+from training.surfaces import (
+    DEFECTS,
+    KINDS,
+    add_defect,
+    apply_defect,
+    defect_mask,
+    strip,
+    texture,
+    write_conveyor,
+)
 
 ALL_DEFECTS = sorted({d for kinds in DEFECTS.values() for d in kinds})
 

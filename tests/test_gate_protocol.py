@@ -6,10 +6,27 @@ import warnings
 import pytest
 from pydantic import ValidationError
 
-from edge.core.config import (GATE_DRIVERS, GateConfig, LogGateConfig, ModbusGateConfig, SerialGateConfig,
-                              load_station_config, reference_markdown)
+from edge.core.config import (
+    GATE_DRIVERS,
+    GateConfig,
+    LogGateConfig,
+    ModbusGateConfig,
+    SerialGateConfig,
+    load_station_config,
+    reference_markdown,
+)
 from edge.core.errors import BadInput
-from edge.gate import Ack, Alarm, Encoder, Heartbeat, LineProtocol, Part, Reject, Speed, open_driver
+from edge.gate import (
+    Ack,
+    Alarm,
+    Encoder,
+    Heartbeat,
+    LineProtocol,
+    Part,
+    Reject,
+    Speed,
+    open_driver,
+)
 from edge.gate.drivers import LogDriver, ModbusDriver, SerialDriver
 
 DEFAULT = LineProtocol.of(GateConfig(ack_pattern="ACK {seq}"))

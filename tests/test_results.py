@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 
+from edge.core.state import WriterState
 from edge.inference.decision import Defect
 from edge.sinks.results import OverlayStore, ResultsLog
-from edge.core.state import WriterState
 
 
 def test_results_log_rotates_by_size_and_keeps_every_record(tmp_path):

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from edge.station.pipeline import Pipeline
 from edge.sources import Source
+from edge.station.pipeline import Pipeline
 from edge.station.watchdog import Notifier, WatchdogRule, supervise
 from training.synthetic import write_video
 

@@ -21,10 +21,21 @@ import keras
 import numpy as np
 
 from edge.core.card import InputSpec, ModelCard, Preprocess
-from edge.evaluation.dataset import fingerprint, image_channels, list_samples, read_pairs
 from edge.core.errors import BadInput
+from edge.evaluation.dataset import (
+    fingerprint,
+    image_channels,
+    list_samples,
+    read_pairs,
+)
 from edge.evaluation.evaluate import calibrate, predict_maps
-from edge.evaluation.metrics import all_defect_dice, best_dice, best_threshold, dice_curve, evaluate_maps
+from edge.evaluation.metrics import (
+    all_defect_dice,
+    best_dice,
+    best_threshold,
+    dice_curve,
+    evaluate_maps,
+)
 from edge.inference.predictors import keras_predict
 from training.data import CropDataset
 from training.losses import Dice, IoU, SegmentationLoss

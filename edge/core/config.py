@@ -19,14 +19,21 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, Strict, ValidationError, WrapValidator, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from edge.core.errors import BadInput
 from edge.core.schema import describe, either, key_error, one_of
-
 
 MIN_AREA_PX = 10  # the default smallest region that rejects, for the station, eval and bench alike
 

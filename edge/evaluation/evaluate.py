@@ -21,7 +21,12 @@ from edge.core.card import ImageDecision, ModelCard
 from edge.core.config import MIN_AREA_PX
 from edge.evaluation.dataset import list_samples, read_pairs
 from edge.evaluation.figures import write_figures
-from edge.evaluation.metrics import evaluate_maps, image_score, recall_false_reject_curve, threshold_for_recall
+from edge.evaluation.metrics import (
+    evaluate_maps,
+    image_score,
+    recall_false_reject_curve,
+    threshold_for_recall,
+)
 from edge.inference.predictors import load_model
 from edge.inference.segment import Predict, probability_map
 

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from edge.core.config import MqttConfig
-from edge.inference.decision import Verdict
 from edge.core.errors import BadInput
-from edge.sources import Frame
 from edge.core.state import MqttState, StationState
+from edge.inference.decision import Verdict
+from edge.sources import Frame
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.inference.decision import Defect, Verdict
 from edge.core.errors import BadInput
 from edge.core.state import OverlayState, WriterState
+from edge.inference.decision import Defect, Verdict
+from edge.sources.base import Frame
 
 log = logging.getLogger(__name__)
 

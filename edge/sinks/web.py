@@ -46,15 +46,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge.core.config import HttpConfig
-from edge.inference.decision import Verdict
 from edge.core.errors import BadInput
+from edge.core.state import StationState
+from edge.inference.decision import Verdict
 from edge.sinks.results import overlay
 from edge.sources import Frame
-from edge.core.state import StationState
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 
 from edge.core.config import StationConfig, load_station_config, parse_overrides
+from edge.core.device import memory_mb
 from edge.core.errors import BadInput
 from edge.core.state import CameraState, Counters, DiskState, GapState, StationState
 from edge.sources import open_source
 from edge.station.inspector import Inspector
 from edge.station.pipeline import Pipeline, RunSummary, Stats
 from edge.station.watchdog import Notifier, supervise
-from edge.core.device import memory_mb
 
 log = logging.getLogger(__name__)
 

@@ -28,16 +28,21 @@ import numpy as np
 from tqdm import tqdm
 
 from edge.core.card import ModelCard
-from edge.core.images import list_images
-from edge.evaluation.dataset import Sample, list_samples, read_image, read_mask
-from edge.inference.decision import Rules, find_defects
+from edge.core.config import MIN_AREA_PX
 from edge.core.device import device_facts, memory_mb
 from edge.core.errors import BadInput
-from edge.core.config import MIN_AREA_PX
+from edge.core.images import list_images
+from edge.evaluation.dataset import Sample, list_samples, read_image, read_mask
 from edge.evaluation.metrics import evaluate_maps
+from edge.inference.decision import Rules, find_defects
 from edge.inference.models import resolve
-from edge.inference.runtime import OTHER_RUNTIMES, RUNTIMES, runtime_installed, runtime_version
 from edge.inference.predictors import load_model
+from edge.inference.runtime import (
+    OTHER_RUNTIMES,
+    RUNTIMES,
+    runtime_installed,
+    runtime_version,
+)
 from edge.inference.segment import probability_map
 
 

@@ -28,7 +28,11 @@ class ModbusStandIn:
 
     def __init__(self, framer: str = "tcp"):
         from pymodbus import FramerType
-        from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+        from pymodbus.datastore import (
+            ModbusDeviceContext,
+            ModbusSequentialDataBlock,
+            ModbusServerContext,
+        )
         from pymodbus.pdu.register_message import WriteSingleRegisterRequest
         from pymodbus.server import ModbusTcpServer
 

@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.core.device import memory_mb
 from edge.core.config import GateConfig
+from edge.core.device import memory_mb
 from edge.core.errors import BadInput
 from edge.gate.protocol import Heartbeat, LineProtocol, Reject
 

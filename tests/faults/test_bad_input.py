@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from edge.core.card import file_sha256
 from edge.cli import main
+from edge.core.card import file_sha256
 from edge.core.config import GateConfig, load_station_config
 from edge.core.errors import BadInput
 from edge.inference.models import DEFAULT_MODEL

@@ -9,7 +9,15 @@ import sys
 import time
 
 import pytest
-from station_run import PlcRecorder, check_invariant, finish, read_log, start, wait_for, write_config
+from station_run import (
+    PlcRecorder,
+    check_invariant,
+    finish,
+    read_log,
+    start,
+    wait_for,
+    write_config,
+)
 
 from training.surfaces import write_conveyor
 

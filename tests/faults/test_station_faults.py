@@ -14,7 +14,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from station_run import PlcRecorder, check_invariant, finish, read_log, records, start, wait_for, write_config
+from station_run import (
+    PlcRecorder,
+    check_invariant,
+    finish,
+    read_log,
+    records,
+    start,
+    wait_for,
+    write_config,
+)
 
 from edge.cli import main
 from edge.tools.soak import fill_disk

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from edge.core.card import ModelCard, file_sha256
 from edge.cli import main
+from edge.core.card import ModelCard, file_sha256
 from edge.evaluation.evaluate import evaluate_model
 from edge.inference.runtime import TFLiteModel
 

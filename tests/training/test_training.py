@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from edge.core.card import ModelCard, file_sha256
 from edge.cli import main
+from edge.core.card import ModelCard, file_sha256
 
 
 def test_short_training_on_an_easy_task_reaches_dice_above_0_8(trained_run, synth_rgb, tmp_path, capsys):
