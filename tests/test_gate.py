@@ -239,3 +239,12 @@ def test_the_gate_thread_runs_at_real_time_priority_when_allowed(plc, caplog):
         assert policy == os.SCHED_FIFO
     else:  # refused, said, and the gate runs on at normal priority
         assert policy == os.SCHED_OTHER and "real-time priority 10 refused" in caplog.text
+
+
+@pytest.mark.parametrize("spec", ["fast", "ramp:1:2", "stop:1000:x:1", "wave:1:2:3"])
+def test_a_belt_profile_that_is_not_one_is_one_clear_line(spec):
+    from edge.tools.plc_sim import Belt
+
+    with pytest.raises(BadInput, match=rf"--belt {spec}: expected MM_S, ramp:FROM:TO:SECONDS or stop:MM_S:RUN_S:STOP_S"):
+        Belt.parse(spec)
+    assert Belt.parse("ramp:500:1500:2").speed_at(1.0) == 1000.0 and Belt.parse("stop:1000:2:0.5").speed_at(2.2) == 0.0
