@@ -79,9 +79,9 @@ def evaluate_model(
     masks = [mask for _, _, mask in pairs]
     point = card.image_decision
     smooth = point.smooth_px if point else 0
-    report = evaluate_maps(probs, masks, card.threshold if threshold is None else threshold, min_area_px,
-                           point and point.image_threshold, smooth)
     labels, scores = [bool(np.any(m)) for m in masks], [image_score(p, smooth) for p in probs]
+    report = evaluate_maps(probs, masks, card.threshold if threshold is None else threshold, min_area_px,
+                           point and point.image_threshold, smooth, scores)
     report = {"model": str(model), "data": str(data), "split": split, **report, "skipped": skipped,
               "image_scores": {pid: round(s, 6) for (pid, _, _), s in zip(pairs, scores)},
               "curve": recall_false_reject_curve(labels, scores)}

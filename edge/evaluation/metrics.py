@@ -193,11 +193,13 @@ def threshold_for_recall(labels: Sequence[bool], scores: Sequence[float], target
 
 
 def image_metrics(
-    probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], image_threshold: float | None = None, smooth_px: int = 0
+    probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], image_threshold: float | None = None, smooth_px: int = 0,
+    scores: Sequence[float] | None = None,
 ) -> dict:
     """Image-level scores of the maps: AUROC and average precision of the image score (defective
-    against clean images) and, at `image_threshold`, its catch rate and false reject rate."""
-    scores = np.array([image_score(p, smooth_px) for p in probs])
+    against clean images) and, at `image_threshold`, its catch rate and false reject rate. `scores`:
+    the maps' image scores when the caller has them already."""
+    scores = np.array([image_score(p, smooth_px) for p in probs] if scores is None else scores)
     labels = np.array([bool(np.any(m)) for m in masks])
     report = {"image_auroc": roc_auc(labels, scores), "image_ap": average_precision(labels, scores),
               "recall_at_5pct_false_rejects": recall_at_false_reject_rate(labels, scores, 0.05)}
@@ -213,7 +215,7 @@ def image_metrics(
 
 def evaluate_maps(
     probs: Sequence[np.ndarray], masks: Sequence[np.ndarray], threshold: float, min_area_px: int = MIN_AREA_PX,
-    image_threshold: float | None = None, smooth_px: int = 0,
+    image_threshold: float | None = None, smooth_px: int = 0, scores: Sequence[float] | None = None,
 ) -> dict[str, float | int | None]:
     """Pixel and image-level metrics of probability maps against 0/1 masks: the area rule's catch and
     false reject rates, the image score's AUROC and AP, and its rates at `image_threshold` if given."""
@@ -233,7 +235,7 @@ def evaluate_maps(
         "mean_image_dice": float(np.mean(image_dice)) if image_dice else None,
         "image_recall": _ratio((rejected_arr & defective_arr).sum(), n_defective, None),
         "false_reject_rate": _ratio((rejected_arr & ~defective_arr).sum(), n_clean, None),
-        **image_metrics(probs, masks, image_threshold, smooth_px),
+        **image_metrics(probs, masks, image_threshold, smooth_px, scores),
         "threshold": float(threshold),
         "min_area_px": int(min_area_px),
         "images": len(image_dice),

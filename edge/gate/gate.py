@@ -177,14 +177,13 @@ class Gate:
     def _exchange(self, now: float) -> None:
         """Read the PLC, send what is due at `now`: rejects, resends without ack, the heartbeat."""
         s = self.scheduler
-        messages = self.driver.poll()
+        messages, read_at = self.driver.poll(), self.clock()
         if counts := [m.count for m in messages if isinstance(m, Encoder)]:
-            s.encoder(counts[-1], self.clock())  # the newest count at the time it was read; older ones read late
+            s.encoder(counts[-1], read_at)  # the newest count at the time it was read; older ones read late
         for message in messages:
             if isinstance(message, Part):
-                s.part_announced(message.number, self.clock())
-        for message in messages:
-            if isinstance(message, Speed):
+                s.part_announced(message.number, read_at)
+            elif isinstance(message, Speed):
                 s.set_speed(message.mm_s)
             elif isinstance(message, Ack):
                 s.acknowledged(message.seq)
