@@ -166,6 +166,7 @@ class GateConfig(Section):
     max_consecutive_rejects: int = Field(0, ge=0, description="above this many rejects in a row, send the alarm (0: off)")
     late_tolerance_ms: float = Field(20, ge=0, description="a reject sent later than this after its time is logged late")
     give_up_ms: float = Field(1000, ge=0, description="a reject this far past its time is not sent, and logged missed")
+    isolation: Literal["process", "thread"] = Field("process", description="process: the gate, its driver and its port in a child process of their own, never waiting for the station's interpreter lock (its memory locked where LimitMEMLOCK allows); thread: a thread of the station's process")
     realtime_priority: int | None = Field(None, ge=1, le=99, description="run the gate's thread SCHED_FIFO at this priority, ahead of inference and everything else on the device (needs root, CAP_SYS_NICE or LimitRTPRIO; null: normal)")
     reconnect_initial_s: float = Field(0.2, gt=0, description="first wait before reopening a lost port")
     reconnect_max_s: float = Field(5.0, gt=0, description="longest wait between reopen attempts")

@@ -20,7 +20,7 @@ import numpy as np
 from edge.core.card import ModelCard, check_overlap
 from edge.core.config import DecisionConfig, StationConfig
 from edge.core.errors import BadInput
-from edge.gate import Gate, Outcome, open_driver
+from edge.gate import Outcome, open_gate
 from edge.inference.decision import Rules, Verdict, judge
 from edge.inference.predictors import load_model
 from edge.inference.segment import probability_map
@@ -77,7 +77,7 @@ class Inspector:
         self.overlays = (OverlayStore(out.overlays_dir, int(out.overlays_quota_mb * 2**20), self.rules.threshold)
                          if out.overlays_dir else None)
         self.tiles_per_frame = 0  # model inputs per frame, as last seen
-        self.gate = Gate(config.gate, open_driver(config.gate), self.results.write)
+        self.gate = open_gate(config.gate, self.results.write)
         self.in_flight: dict[int, Frame] = {}  # captured, not yet recorded: seq -> the frame without its image
         self.publisher = None  # edge.sinks.mqtt.Publisher when mqtt.host is set
         self.sinks: list[Sink] = [self.overlays] if self.overlays else []  # + MQTT and the page: open_sinks
