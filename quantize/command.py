@@ -2,6 +2,10 @@
 
     station quantize --model runs/crack/model.keras --calib data/crack --out runs/crack/tflite
 
+`--input-size 1088x1920` exports the same weights at another input size (a fully convolutional net
+takes any size divisible by 2**depth): larger tiles waste less on overlap, and a 1920x1080 camera
+runs as one tile.
+
 Writes OUT/model_<format>.tflite with its card, OUT/report.md and OUT/report.json. Exits 1 (after
 writing the report) when the int8 file's Dice on the verification split drops more than
 --max-drop below the float Keras model's.
@@ -64,11 +68,35 @@ def _file_card(card: ModelCard, fmt: str, path: Path, result: dict, split: str) 
     return file_card
 
 
+def input_size(text: str) -> tuple[int, int]:
+    """`--input-size`: N or HxW."""
+    try:
+        height, _, width = text.lower().partition("x")
+        return int(height), int(width or height)
+    except ValueError:
+        raise BadInput(f"--input-size {text!r}: expected N or HxW, e.g. 1088x1920") from None
+
+
+def resized(model, card: ModelCard, size: tuple[int, int]):
+    """The model rebuilt at input `size` with the same weights, and its card saying so."""
+    from training.models import build_model
+
+    a = card.architecture
+    try:
+        other = build_model(a["arch"], size, card.input.channels, a["base_filters"], a["depth"], a["upsampling"])
+    except (KeyError, ValueError) as exc:
+        raise BadInput(f"--input-size: {exc}") from None
+    other.set_weights(model.get_weights())
+    return other, dataclasses.replace(card, input=dataclasses.replace(card.input, height=size[0], width=size[1]))
+
+
 def run(args) -> int:
     """The `station quantize` verb."""
     formats = _formats(args.formats)
     tflite_formats = [f for f in formats if f != "edgetpu"]
     model, card = load_keras(args.model), ModelCard.load(args.model)
+    if args.input_size:
+        model, card = resized(model, card, input_size(args.input_size))
     out = Path(args.out)
     pairs, skipped = read_pairs(list_samples(args.calib, args.split), card.input.channels, skip_bad=True)
     tiles = calibration_tiles(args.calib, card, args.calib_images, args.seed) if "int8" in formats else None

@@ -11,7 +11,8 @@ fire time never waits for the station's interpreter or for a page-in. The statio
 a socket pair: calls and answers one way, and back, in order, the gate's events for the results log
 (the child never touches the disk). The child goes on where the station stalls: a frame owed a
 verdict is rejected fail-safe at its deadline and the heartbeat stops, even while the station's
-process is stopped; it exits when the station's end of the socket closes.
+process is stopped; it exits when the station closes it or its end of the socket closes (it ignores
+SIGINT and SIGTERM, which reach it with the station's: the station stops first, then closes it).
 
 A child that dies (or does not answer a call within CALL_TIMEOUT_S, and is killed) is replaced: the
 rejects it still held end `missed`, the frames still owed a verdict are owed to the new one, and a
@@ -27,6 +28,7 @@ import logging
 import os
 import queue
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -280,6 +282,8 @@ def serve(conn: Connection) -> None:
 
 
 if __name__ == "__main__":
+    for stop in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C and systemd's stop reach the whole group: the
+        signal.signal(stop, signal.SIG_IGN)        # station stops first, then closes this gate (or dies: EOF)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     serve(Connection(int(sys.argv[1])))

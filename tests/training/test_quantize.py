@@ -149,3 +149,22 @@ def test_bench_measures_the_int8_file_against_its_float32_twin(quantized, synth_
     assert int8["vs_float"]["dice"] == pytest.approx(int8["accuracy"]["dice"] - float32["accuracy"]["dice"])
     assert {p.name for p in tmp_path.glob("b_*.png")} == {"b_latency_model_int8.png", "b_latency_model_float32.png",
                                                           "b_accuracy_vs_latency.png"}
+
+
+def test_input_size_exports_the_same_weights_at_a_larger_tile(quantized, trained_run, synth_rgb, tmp_path):
+    """A fully convolutional net at another size: the 64x64 run exported at 64x128 judges val as well."""
+    out = tmp_path / "wide"
+    assert main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(synth_rgb), "--out", str(out),
+                 "--formats", "int8", "--calib-images", "30", "--input-size", "64x128"]) == 0
+    card = ModelCard.load(out / "model_int8.tflite")
+    assert (card.input.height, card.input.width) == (64, 128)
+    assert tuple(TFLiteModel(out / "model_int8.tflite").input["shape"]) == (1, 64, 128, 3)
+    wide = json.loads((out / "report.json").read_text())["results"]["int8"]["dice"]
+    square = json.loads((quantized[1] / "report.json").read_text())["results"]["int8"]["dice"]
+    assert abs(wide - square) < 0.03
+
+
+def test_an_input_size_the_net_cannot_take_exits_2(trained_run, synth_rgb, tmp_path, capsys):
+    assert main(["quantize", "--model", str(trained_run / "model.keras"), "--calib", str(synth_rgb),
+                 "--out", str(tmp_path / "q"), "--input-size", "100"]) == 2
+    assert "divisible by 2**depth" in capsys.readouterr().err
