@@ -22,7 +22,9 @@ class ListSource(Source):
 
 
 class FastCamera:
-    """Stands in for a camera (none exists here): a new frame every 2 ms, forever."""
+    """Stands in for a camera (none exists here): a new frame every `period` s (2 ms), forever."""
+
+    period = 0.002
 
     def __init__(self, target):
         self.n = 0
@@ -34,7 +36,7 @@ class FastCamera:
         return True
 
     def read(self):
-        time.sleep(0.002)
+        time.sleep(self.period)
         self.n += 1
         return True, np.zeros((8, 8, 3), np.uint8)
 
@@ -73,6 +75,27 @@ def test_live_source_drops_the_oldest_when_inference_falls_behind_and_rejects_th
     assert sorted(v.seq for v in verdicts) == list(range(40))  # every frame taken is accounted for
     judged = [v.seq for v in verdicts if not v.reason.startswith("not judged")]
     assert judged == sorted(judged)
+
+
+@pytest.mark.parametrize("deadline_s", [0.03, float("inf")])
+def test_a_waiting_frame_that_cannot_make_its_deadline_is_skipped_for_the_newer_one(deadline_s):
+    class Camera(FastCamera):
+        period = 0.015  # inference (20 ms) falls behind, and frames wait their turn in the queue
+
+    source = LiveSource(0, SourceConfig(uri="camera"), opener=Camera)
+    verdicts = []
+
+    def infer(frame):
+        time.sleep(0.02)
+        return np.zeros(frame.image.shape[:2])
+
+    stats = Pipeline(source, infer, _decide, lambda f, p, v: verdicts.append(v) or v.reject, queue_size=2,
+                     max_frames=60, deadline_s=deadline_s).run()
+    source.close()
+    skipped = [v for v in verdicts if "skipped for a newer frame" in v.reason]
+    assert sorted(v.seq for v in verdicts) == list(range(60)) and stats.judged == 60
+    assert all(v.reject for v in skipped)  # fail-safe: never passed
+    assert (len(skipped) > 0) == (deadline_s < 1)  # no deadline, nothing skipped
 
 
 def test_gaps_are_reported_as_they_happen_and_a_crashed_stage_stops_the_run():

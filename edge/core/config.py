@@ -95,7 +95,7 @@ class DecisionConfig(Section):
 
 
 class PipelineConfig(Section):
-    queue_size: int = Field(2, ge=1, description="frames waiting between stages; live sources drop the oldest")
+    queue_size: int = Field(2, ge=1, description="frames waiting between stages; paced sources (cameras, streams, a video with source.realtime) drop the oldest, and skip a waiting frame that could not be judged by gate.verdict_deadline_ms")
     max_frames: int | None = Field(None, ge=1, description="stop after this many frames (default: run until the source ends)")
     shed_after_ms: float | None = Field(None, gt=0, description="a frame recorded later than this after its capture sheds the optional outputs for a second: reject overlays, then the page's live view and thumbnails (default: half of gate.verdict_deadline_ms)")
 

@@ -51,7 +51,7 @@ def aravis_module():
 class AravisSource(Source):
     """One GenICam camera through Aravis (module docstring)."""
 
-    live = True
+    live = paced = True
 
     def __init__(self, device_id: str | None, settings: SourceConfig):
         self.arv = aravis_module()

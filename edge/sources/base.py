@@ -33,10 +33,11 @@ class Gap:
 
 
 class Source:
-    """The interface: `read()` the next frame or None at the end; `close()`; `gaps`; `live`; `reconnecting`;
-    `stalled`; `unreadable` (frames handed out with an error instead of an image)."""
+    """The interface: `read()` the next frame or None at the end; `close()`; `gaps`; `live`; `paced`;
+    `reconnecting`; `stalled`; `unreadable` (frames handed out with an error instead of an image)."""
 
-    live = False
+    live = False  # a camera or stream: close() wakes a read() waiting for the next frame
+    paced = False  # frames come at their own rate whether the station keeps up or not: the newest are judged
     reconnecting = False  # True while an outage is being handled (the source reopens with backoff)
     stalled = False  # True while no frame came for the stall time
     unreadable = 0

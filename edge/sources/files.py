@@ -51,6 +51,7 @@ class FileSource(Source):
             raise BadInput(f"source {path}: not a video OpenCV can read")
         fps = self.capture.get(cv2.CAP_PROP_FPS) or 0
         self.period = 1.0 / fps if settings.realtime and fps > 0 else 0.0
+        self.paced = bool(self.period)  # a camera stand-in: the station keeps the newest frames, as with one
         self.due = time.monotonic()
         self.index = 0
 

@@ -99,7 +99,7 @@ class LiveSource(Source):
     read, set, release); it is cv2.VideoCapture unless a test stands in for a camera that cannot exist here.
     """
 
-    live = True
+    live = paced = True
 
     def __init__(self, target: int | str, settings: SourceConfig, opener: Callable = cv2.VideoCapture,
                  api: int | None = None):

@@ -17,7 +17,7 @@ class Picamera2Source(Source):
     """The Raspberry Pi camera through picamera2. A capture that fails (ribbon cable, driver) closes
     the camera and opens it again with backoff; the outage is recorded in `gaps`, never a frame."""
 
-    live = True
+    live = paced = True
 
     def __init__(self, settings: SourceConfig):
         super().__init__("picamera2")

@@ -4,10 +4,13 @@
     # infer(frame) -> prob; decide(frame, prob, timing, reason) -> Verdict; record(frame, prob, verdict) -> rejected
     pipeline.run(status=print)     # until the source ends, max_frames, or pipeline.stop()
 
-Files and folders hand every frame through in order. For live sources the queue to inference
-keeps the newest frames: when inference falls behind, the oldest waiting frame is dropped,
-counted, and still reaches `decide` with no probability map (prob None) and the reason, so it is
-judged fail-safe (rejected), never silently passed. So is a frame whose image could not be read
+Files and folders hand every frame through in order. For paced sources (cameras, streams, a
+video played at its frame rate) the queue to inference keeps the newest frames: when inference
+falls behind, the oldest waiting frame is dropped, and a waiting frame that could no longer be
+judged within `deadline_s` of its capture (its age plus the median inference time) is skipped
+for the newer one behind it, so the CPU goes to frames that can still make their deadline. A
+dropped or skipped frame is counted and still reaches `decide` with no probability map (prob
+None) and the reason, so it is judged fail-safe (rejected), never silently passed. So is a frame whose image could not be read
 (`frame.error`) and one whose inference raised. `stop()` (SIGTERM, SIGINT, SIGHUP) stops
 capture; the frames already taken are finished and recorded before `run` returns. A stage that
 crashes (bad input such as an ignore mask of the wrong size) stops the run and `run` raises its
@@ -17,6 +20,7 @@ error; the frames it left are the caller's to account for (edge.station.run does
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -99,8 +103,9 @@ class Pipeline:
                  decide: Callable[[Frame, Any, dict[str, float], str], Verdict],
                  record: Callable[[Frame, Any, Verdict], bool], on_gap: Callable[[Gap], None] = lambda gap: None,
                  on_capture: Callable[[Frame], None] = lambda frame: None,
-                 queue_size: int = 2, max_frames: int | None = None):
+                 queue_size: int = 2, max_frames: int | None = None, deadline_s: float = math.inf):
         self.source, self.infer, self.decide, self.record = source, infer, decide, record
+        self.deadline_s = deadline_s
         self.on_gap, self.on_capture = on_gap, on_capture
         self.max_frames = max_frames
         self.to_infer: queue.Queue = queue.Queue(queue_size)
@@ -156,7 +161,7 @@ class Pipeline:
                 return
             self.on_capture(frame)
             self.stats.captured += 1
-            if not self.source.live:
+            if not self.source.paced:
                 self._put(self.to_infer, frame)
             else:
                 while True:
@@ -168,13 +173,25 @@ class Pipeline:
                             oldest = self.to_infer.get_nowait()
                         except queue.Empty:
                             continue
-                        self.stats.dropped += 1
-                        self.to_output.put((oldest, None, {}, "not judged: dropped, inference fell behind"))
+                        self._drop(oldest, "not judged: dropped, inference fell behind")
             if self.max_frames and self.stats.captured >= self.max_frames:
                 return
 
+    def _drop(self, frame: Frame, reason: str) -> None:
+        self.stats.dropped += 1
+        self.to_output.put((frame, None, {}, reason))
+
+    def _too_late(self, frame: Frame) -> bool:
+        """A paced source's frame that a newer one waits behind, and that could not be judged by its deadline."""
+        if not self.source.paced or self.to_infer.empty() or not self.stats.infer_ms:
+            return False
+        return time.monotonic() - frame.t_capture + self.stats.percentile(self.stats.infer_ms, 50) / 1000 > self.deadline_s
+
     def _inference(self) -> None:
         while (frame := self._get(self.to_infer)) is not _END:
+            if self._too_late(frame):
+                self._drop(frame, "not judged: skipped for a newer frame, it could not be judged by its deadline")
+                continue
             if frame.error is not None:
                 self.to_output.put((frame, None, {}, f"not judged: {frame.error}"))
                 continue

@@ -136,7 +136,8 @@ def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) ->
         source = open_source(config.source.uri, config.source)
         print(f"source {config.source.uri} ({type(source).__name__})")
         pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
-                            inspector.captured, config.pipeline.queue_size, config.pipeline.max_frames)
+                            inspector.captured, config.pipeline.queue_size, config.pipeline.max_frames,
+                            config.gate.verdict_deadline_ms / 1000)
         signals.attach(pipeline)
         inspector.open_sinks(lambda: snapshot(pipeline.stats, inspector, source))
         notifier.send("READY=1")
