@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import cv2
@@ -53,3 +54,16 @@ def device_facts() -> dict:
             "hostname": platform.node()}
 
 
+
+
+def peak_gmac_s(size: int = 1024, seconds: float = 1.0) -> float:
+    """This CPU's multiply-accumulate rate at its best, all cores: float32 matrix products on numpy's BLAS
+    (OpenBLAS: FMA kernels tuned per CPU, within about 10 % of the cores' FMA peak), in GMAC/s. The
+    bench sets a model's rate (its MACs per invoke over the invoke time) against it."""
+    a = np.random.default_rng(0).random((size, size), np.float32)
+    a @ a  # warm: threads started, kernel chosen
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        a @ a
+        count += 1
+    return count * size**3 / elapsed / 1e9

@@ -47,6 +47,30 @@ def runtime_module(runtime: str | None = None):
     raise BadInput(f"no TFLite runtime installed (tried {', '.join(names)}); pip install ai-edge-litert")
 
 
+MAC_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")
+
+
+def multiply_accumulates(path: str | Path) -> int:
+    """Multiply-accumulates of one invoke of a .tflite file at its own input shape, counted from its graph
+    as the converter does (its estimate also counts bias adds): a (depthwise) convolution's weight count per output pixel, a transposed
+    one's per input pixel, a dense layer's per row."""
+    interpreter_class, _, _ = runtime_module()
+    interpreter = interpreter_class(model_path=str(path))
+    shapes = [tensor["shape"] for tensor in interpreter.get_tensor_details()]
+    total = 0
+    for op in interpreter._get_ops_details():  # the one public way to the graph: LiteRT's own analyzer uses it
+        name = op["op_name"]
+        if name not in MAC_OPS:
+            continue
+        weights = int(np.prod(shapes[op["inputs"][1]]))
+        if name == "TRANSPOSE_CONV":
+            pixels = np.prod(shapes[op["inputs"][2]][:-1])  # inputs: output shape, weights, the input
+        else:
+            pixels = np.prod(shapes[op["outputs"][0]][:-1])  # batch x height x width (rows for a dense layer)
+        total += int(pixels) * weights
+    return total
+
+
 OTHER_RUNTIMES = {"openvino": "openvino"}  # name -> module: runtimes that read .tflite files but are not TFLite's
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from edge.core.card import ModelCard
 from edge.core.config import MIN_AREA_PX
-from edge.core.device import device_facts, memory_mb
+from edge.core.device import device_facts, memory_mb, peak_gmac_s
 from edge.core.errors import BadInput
 from edge.core.images import list_images
 from edge.evaluation.dataset import Sample, list_samples, read_image, read_mask
@@ -40,6 +40,7 @@ from edge.inference.predictors import load_model
 from edge.inference.runtime import (
     OTHER_RUNTIMES,
     RUNTIMES,
+    multiply_accumulates,
     runtime_installed,
     runtime_version,
 )
@@ -91,6 +92,9 @@ def measure(job: Job) -> dict:
     result.update({"min_ms": float(runs.min()), "p50_ms": float(np.percentile(runs, 50)),
                    "p90_ms": float(np.percentile(runs, 90)), "p99_ms": float(np.percentile(runs, 99)),
                    "avg_ms": float(runs.mean()), "std_ms": float(runs.std())})
+    if job.model.endswith(".tflite"):
+        result["gmac"] = multiply_accumulates(job.model) * len(x) / 1e9  # x: the file's own input batch
+        result["gmac_s"] = result["gmac"] / result["p50_ms"] * 1000
     if job.samples:
         result.update(_end_to_end(job, predict, card))
     result["rss_start_mb"] = rss_start
@@ -238,6 +242,7 @@ def bench(models: list[str], data: str | None = None, split: str = "test", threa
     if with_masks:
         for model in dict.fromkeys(m for m, _, _ in planned):
             _check_masks(samples, ModelCard.load(model).input.channels)
+    peak = peak_gmac_s()  # before the jobs, on the quiet machine
     rows = []
     for model, runtime, count in tqdm(planned, desc="bench", disable=not progress):
         job = Job(model, runtime, count, warmup, runs, tuple(samples), with_masks, min_area_px)
@@ -257,7 +262,7 @@ def bench(models: list[str], data: str | None = None, split: str = "test", threa
         if row.get("accuracy") and ref and row["accuracy"] is not ref:
             row["vs_float"] = {k: row["accuracy"][k] - ref[k] for k in ("dice", "iou", "image_recall")
                                if row["accuracy"][k] is not None and ref[k] is not None}
-    return {"device": device_facts(), "data": str(data) if data else None, "split": split if with_masks else None,
+    return {"device": device_facts(), "peak_gmac_s": peak, "data": str(data) if data else None, "split": split if with_masks else None,
             "images": len(samples), "warmup": warmup, "runs": runs, "rows": rows, "notes": notes,
             "time": time.strftime("%Y-%m-%d %H:%M:%S %z")}
 
@@ -273,7 +278,7 @@ def _fmt(value, spec: str = ".2f") -> str:
 
 
 COLUMNS = ("model", "runtime", "thr", "size MB", "init ms", "first ms", "warmup ms", "min", "p50", "p90", "p99",
-           "avg ms", "img/s", "RSS MB", "Dice", "IoU", "recall", "FRR", "dDice")
+           "avg ms", "GMAC/s", "img/s", "RSS MB", "Dice", "IoU", "recall", "FRR", "dDice")
 
 
 def table_rows(report: dict) -> list[list[str]]:
@@ -287,7 +292,7 @@ def table_rows(report: dict) -> list[list[str]]:
         cells.append([
             r["name"], f"{r['runtime']} {r['version']}", str(r["threads"]), _fmt(r["size_mb"]), _fmt(r["init_ms"], ".1f"),
             _fmt(r["first_ms"]), _fmt(r["warmup_avg_ms"]), _fmt(r["min_ms"]), _fmt(r["p50_ms"]), _fmt(r["p90_ms"]),
-            _fmt(r["p99_ms"]), _fmt(r["avg_ms"]), _fmt(r.get("images_per_s"), ".1f"), _fmt(r["rss_peak_mb"], ".0f"),
+            _fmt(r["p99_ms"]), _fmt(r["avg_ms"]), _fmt(r.get("gmac_s"), ".1f"), _fmt(r.get("images_per_s"), ".1f"), _fmt(r["rss_peak_mb"], ".0f"),
             _fmt(acc.get("dice"), ".4f"), _fmt(acc.get("iou"), ".4f"), _fmt(acc.get("image_recall"), ".3f"),
             _fmt(acc.get("false_reject_rate"), ".3f"), _fmt(r.get("vs_float", {}).get("dice"), "+.4f"),
         ])
@@ -325,7 +330,11 @@ def markdown_report(report: dict, plots: list[Path]) -> str:
              markdown_table(COLUMNS, table_rows(report)), "",
              "Latencies in ms are one invoke of one model input (batch 1). `img/s` is end to end: read, "
              "pre-process (tiles or resize), invoke, threshold and connected components. `RSS MB` is the "
-             "process's peak. `dDice` is the Dice difference to the first float model measured."]
+             "process's peak. `dDice` is the Dice difference to the first float model measured. `GMAC/s`: the "
+             "file's multiply-accumulates per invoke (counted from its graph) over the p50 latency; this CPU's "
+             f"float32 peak: {report.get('peak_gmac_s') or 0:.1f} GMAC/s (matrix products on numpy's BLAS, all cores; "
+             "int8 kernels can pass it). `python -m quantize.peak` writes an int8 file of matrix products alone: "
+             "its row is a runtime's int8 peak."]
     if report["notes"]:
         lines += ["", "Notes:", "", *(f"- {n}" for n in report["notes"])]
     lines += ["", *(f"![{p.stem}]({p.name})" for p in plots)]
@@ -421,6 +430,7 @@ def run(args) -> int:
     report = bench(args.model, args.data, args.split, _int_list(args.threads, "--threads"),
                    [r.strip() for r in args.runtime.split(",") if r.strip()], args.warmup, args.runs, args.min_area)
     print("\n".join(device_lines(report["device"])))
+    print(f"peak: {report['peak_gmac_s']:.1f} GMAC/s (float32 matrix products on numpy's BLAS, all cores)")
     print(text_table(COLUMNS, table_rows(report)))
     for note in report["notes"]:
         print(f"note: {note}")
