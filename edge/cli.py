@@ -138,6 +138,8 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the station on the demo video with a PLC stand-in; score it against the truth",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
     p.add_argument("--load", type=int, default=0, help="start this many CPU-bound processes beside the station (timing under load)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. source.uri=runs/demo8/line.avi gate.realtime_priority=50 (repeatable)")
 
 
 def _add_soak(sub) -> None:

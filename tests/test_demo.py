@@ -84,6 +84,7 @@ def test_demo_rejects_the_defective_frames_at_their_fire_times(tmp_path, capsys)
         "model": {"path": "default", "threads": 2},
         "source": {"uri": str(tmp_path / "line.avi"), "realtime": True},
         "decision": {"min_area_px": 30},
+        "pipeline": {"shed_after_ms": 10_000},  # every reject's overlay is written, on a busy machine too (shedding: test_station)
         "gate": {"driver": "serial", "port": str(tmp_path / "plc"), "timing": "delay", "distance_mm": 300,
                  "belt_speed_mm_s": 1000, "actuator_lead_ms": 20, "recovery_ms": 50, "verdict_deadline_ms": 200},
         "output": {"results_log": str(tmp_path / "out" / "results.jsonl"), "overlays_dir": str(tmp_path / "out" / "rejects")},

@@ -39,6 +39,8 @@ class Gate:
     """Schedules, sends and accounts for every reject; one thread of its own, started here.
     `clock`: the clock of the capture times (monotonic seconds)."""
 
+    peak_rss_mb: float | None = None  # a process of its own has one (edge.gate.process); a thread shares the station's
+
     def __init__(self, config: GateConfig, driver: Driver, record: Callable[[dict], None] = lambda event: None,
                  clock: Callable[[], float] = time.monotonic):
         self.cfg, self.driver, self.record, self.clock = config, driver, record, clock

@@ -68,6 +68,7 @@ class GateProcess:
         self.lost: Counter[str] = Counter()  # rejects ended here, for a child that died holding them
         self.restarts = 0
         self.final: dict[str, Any] | None = None  # the closed child's last figures
+        self.peak_rss_mb: float | None = None  # the child's, read as it closes
         self.child, self.conn = self._start()
         self.up.set()
         self.reader = threading.Thread(target=self._read, name="gate-reader", daemon=True)
@@ -113,6 +114,12 @@ class GateProcess:
         if self.final is None:
             self.abandon("station stopped before the verdict")
             state = self._call("state")
+            from edge.core.device import memory_mb  # not at import: the child need not load what it imports
+
+            try:
+                self.peak_rss_mb = memory_mb("VmHWM", self.child.pid)
+            except OSError:
+                pass
             self.closing = True
             counts = self._call("close", timeout, timeout=timeout + CALL_TIMEOUT_S) or {}
             self.reader.join(CALL_TIMEOUT_S)

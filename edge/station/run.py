@@ -80,7 +80,8 @@ def summary(stats: Stats, inspector: Inspector, source, started: float) -> str:
         f"capture-to-verdict latency p50 {stats.percentile(stats.latency_ms, 50):.1f} ms, "
         f"p99 {stats.percentile(stats.latency_ms, 99):.1f} ms; inference p50 {stats.percentile(stats.infer_ms, 50):.1f} ms",
         f"source outages {len(gaps)}" + (f" ({sum(g.t_end - g.t_start for g in gaps):.1f} s without frames)" if gaps else ""),
-        f"peak RSS {memory_mb('VmHWM'):.0f} MB",
+        f"peak RSS {memory_mb('VmHWM'):.0f} MB"
+        + (f" (the gate's own process: {inspector.gate.peak_rss_mb:.0f} MB)" if inspector.gate.peak_rss_mb else ""),
         f"results log {inspector.config.output.results_log}"
         + (f"; reject overlays in {inspector.config.output.overlays_dir}" if inspector.overlays else ""),
     ]

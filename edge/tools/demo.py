@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.core.config import load_station_config
+from edge.core.config import load_station_config, parse_overrides
 from edge.core.errors import BadInput
 from edge.gate.protocol import LineProtocol, Reject
 from edge.station.run import run_station
@@ -87,7 +87,7 @@ def run(args) -> int:
     """The `station demo` verb."""
     if not args.config:
         raise BadInput("station demo needs --config FILE (see config.yaml)")
-    config = load_station_config(args.config)
+    config = load_station_config(args.config, parse_overrides(args.set))
     if config.gate.driver != "serial":
         raise BadInput(f"{args.config}: gate.driver: the demo needs the serial driver (its PLC stand-in is on a pty)")
     truth = read_truth(Path(config.source.uri).with_suffix(".csv"))
