@@ -46,11 +46,15 @@ default-model: $(VENV)/.installed
 
 # The daemon benchmark (docs/benchmarks.md): a 256x256 int8 model (one epoch on synthetic data: speed,
 # not accuracy), 2 threads, on a 256x256 video as fast as it decodes, then paced at 30 fps for the
-# latency, then on a 1920x1080 video in 256x256 tiles. Each run's summary gives its peak RSS.
+# latency, then on a 1920x1080 video in 256x256 tiles; the device variant (depthwise separable,
+# base 8) in 256x256 tiles and as one 1088x1920 tile, on LiteRT and OpenVINO; each runtime's
+# multiply-accumulate rate against this CPU's peak; then reject timing on the whole station (the
+# demo), idle and with four CPU-bound processes beside it. Each run's summary gives its peak RSS.
 BENCH = runs/bench
 RUN_ON = $(BIN)/station run --config config.yaml --set gate.driver=log --set model.threads=2 \
 	--set output.results_log=$(BENCH)/results.jsonl --set output.overlays_dir=null --model
 RUN_BENCH = $(RUN_ON) $(BENCH)/tflite/model_int8.tflite
+QUANTIZE_BENCH = --calib $(BENCH)/data --formats int8 --max-drop 1 --keep-float LOGISTIC
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m training.surfaces --out $(BENCH)/data --images 30 --height 256 --width 256 \
@@ -62,12 +66,25 @@ bench: $(VENV)/.installed
 	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=false --bench-invoke 200
 	$(RUN_BENCH) --source $(BENCH)/line256.avi --set source.realtime=true --bench-invoke 200
 	$(RUN_BENCH) --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
-	# the device variant (depthwise separable) on the same 1080p frames
-	$(BIN)/station train --data $(BENCH)/data --out $(BENCH)/model_ds --arch attention_unet_ds --input-size 256 --epochs 1 \
-		--epoch-size 32 --verbose 0
-	$(BIN)/station quantize --model $(BENCH)/model_ds/model.keras --calib $(BENCH)/data --out $(BENCH)/tflite_ds \
-		--formats int8 --calib-images 20 --max-drop 1
+	# the device variant on the same 1080p frames: 45 tiles of 256, then one tile of 1088x1920
+	$(BIN)/station train --data $(BENCH)/data --out $(BENCH)/model_ds --arch attention_unet_ds --base-filters 8 \
+		--input-size 256 --epochs 1 --epoch-size 32 --verbose 0
+	$(BIN)/station quantize --model $(BENCH)/model_ds/model.keras --out $(BENCH)/tflite_ds $(QUANTIZE_BENCH) --calib-images 20
+	$(BIN)/station quantize --model $(BENCH)/model_ds/model.keras --out $(BENCH)/tflite_ds1080 $(QUANTIZE_BENCH) \
+		--calib-images 4 --input-size 1088x1920
 	$(RUN_ON) $(BENCH)/tflite_ds/model_int8.tflite --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
+	$(RUN_ON) $(BENCH)/tflite_ds1080/model_int8.tflite --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
+	$(RUN_ON) $(BENCH)/tflite_ds1080/model_int8.tflite --source $(BENCH)/line1080.avi --set source.realtime=false \
+		--set model.runtime=openvino --bench-invoke 20
+	# the runtimes side by side, and the int8 peak: a file of matrix products alone (quantize/peak.py)
+	$(BIN)/python -m quantize.peak --out $(BENCH)/peak
+	$(BIN)/station bench --model $(BENCH)/peak/gemm_int8.tflite --model $(BENCH)/tflite/model_int8.tflite \
+		--model $(BENCH)/tflite_ds1080/model_int8.tflite --runtime litert,openvino --threads 2 --runs 20 \
+		--json $(BENCH)/runtimes.json --report $(BENCH)/runtimes.md
+	# reject timing on the whole station: the demo, idle, then with four CPU-bound processes beside it
+	test -f $(DEMO)/line.avi || $(BIN)/python -m training.surfaces --video $(DEMO)/line.avi --frames 450 --fps 15 --seed 7
+	$(BIN)/station demo --config config.yaml
+	$(BIN)/station demo --config config.yaml --load 4
 
 # The operator page and MQTT cost (docs/operator-page.md): `station run` on the
 # bench's 256x256 video with the page watched by a client and MQTT into a local mosquitto, against
