@@ -24,6 +24,16 @@ HANDLERS = {"train": "training.train", "eval": "edge.evaluation.evaluate", "quan
             "camera-sim": "edge.tools.camera_sim", "soak": "edge.tools.soak", "record": "edge.tools.record"}
 
 
+def _smooth(text: str) -> int | None:
+    """--score-smooth: pixels, or auto (None)."""
+    if text == "auto":
+        return None
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a segmentation model on a folder dataset",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
@@ -59,7 +69,8 @@ def _add_train(sub) -> None:
     p.add_argument("--tversky-gamma", type=float, default=1.0, help="power of the Dice/Tversky loss (0.75: focal Tversky)")
     p.add_argument("--target-recall", type=float, default=1.0,
                    help="image-level threshold picked on val to catch this share of defective images (stored in the card)")
-    p.add_argument("--score-smooth", type=int, default=0, help="box mean (px) before the image score's max (0: the plain max)")
+    p.add_argument("--score-smooth", type=_smooth, default=None, metavar="PX|auto",
+                   help="box mean (px) before the image score's max (0: the plain max; auto: the one of 0, 3, 5, 9 with the fewest val false rejects)")
     p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image (card metrics)")
     p.add_argument("--resume", action="store_true", help="continue RUN/last.keras from its last epoch")
     p.add_argument("--distribute", action="store_true",
@@ -80,7 +91,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="first pick the image-level threshold on val for --target-recall and store it in the model's card")
     p.add_argument("--target-recall", type=float, default=1.0, help="share of defective val images to catch (--calibrate)")
-    p.add_argument("--score-smooth", type=int, default=0, help="box mean (px) before the image score's max (--calibrate)")
+    p.add_argument("--score-smooth", type=_smooth, default=None, metavar="PX|auto",
+                   help="box mean (px) before the image score's max (--calibrate; auto: the one of 0, 3, 5, 9 with the fewest val false rejects)")
     p.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
     p.add_argument("--skip-bad", action="store_true", help="list and skip bad image/mask pairs instead of stopping")
 

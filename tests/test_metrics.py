@@ -142,3 +142,18 @@ def test_calibrate_needs_defective_and_clean_images():
     assert point.score == "max probability" and point.smooth_px == 0
     assert calibrate([hot, hot], [defect, defect]) is None  # every image defective (crackforest)
     assert calibrate([cold], [clean]) is None
+
+
+def test_calibrate_picks_the_box_mean_with_the_fewest_val_false_rejects():
+    """Clean parts with one hot pixel each, defects as patches: the plain max rejects every clean part at
+    a full catch rate, a 5-pixel box mean none; auto (None) picks a mean that tells them apart."""
+    def patch(size):
+        prob = np.zeros((20, 20), np.float32)
+        prob[8 : 8 + size, 8 : 8 + size] = 0.95
+        return prob
+
+    probs = [patch(1)] * 4 + [patch(6)] * 3
+    masks = [np.zeros((20, 20))] * 4 + [p > 0 for p in probs[4:]]
+    assert calibrate(probs, masks, smooth_px=0).false_reject_rate == 1.0
+    point = calibrate(probs, masks)
+    assert point.smooth_px > 0 and (point.recall, point.false_reject_rate) == (1.0, 0.0)

@@ -175,7 +175,8 @@ def run(args) -> int:
     val_masks = [p[2] for p in val_pairs]
     card.threshold = best_threshold(val_probs, val_masks)
     card.image_decision = calibrate(val_probs, val_masks, args.target_recall, args.score_smooth)
-    point = card.image_decision and card.image_decision.image_threshold, args.score_smooth
+    decision = card.image_decision
+    point = (decision.image_threshold, decision.smooth_px) if decision else (None, 0)
     card.metrics = {"val": evaluate_maps(val_probs, val_masks, card.threshold, args.min_area, *point)}
     if by_split["test"]:
         test_pairs, _ = read_pairs(by_split["test"], channels, args.skip_bad)

@@ -40,23 +40,33 @@ def predict_maps(
     return [probability_map(image, predict, card) for image in tqdm(images, desc="eval", disable=not progress)]
 
 
+SMOOTH_CHOICES = (0, 3, 5, 9)  # box means (px) the image score may start from; 0: the plain max
+
+
 def calibrate(
-    probs: list[np.ndarray], masks: list[np.ndarray], target_recall: float = 1.0, smooth_px: int = 0
+    probs: list[np.ndarray], masks: list[np.ndarray], target_recall: float = 1.0, smooth_px: int | None = None
 ) -> ImageDecision | None:
     """The card's image_decision: the image-score threshold that catches `target_recall` of the
     defective images of these (val) maps with the fewest false rejects; None when none is defective
-    or none is clean."""
+    or none is clean. `smooth_px` None: the box mean of SMOOTH_CHOICES with the fewest val false
+    rejects there (the smaller on a tie): where a speck's one hot pixel is what rejects a clean part,
+    a mean over a few pixels tells it from a defect's patch."""
     labels = [bool(np.any(m)) for m in masks]
-    point = threshold_for_recall(labels, [image_score(p, smooth_px) for p in probs], target_recall)
-    if point is None or not point["clean_images"]:
-        # without clean images nothing says what a threshold costs (crackforest: every val image is
-        # defective, and the lowest one's max probability, 0.9999, caught only 0.85 of test)
-        log.warning("no %s image to calibrate on: no image-level threshold", "defective" if point is None else "clean")
-        return None
+    points = {}
+    for smooth in SMOOTH_CHOICES if smooth_px is None else (smooth_px,):
+        point = threshold_for_recall(labels, [image_score(p, smooth) for p in probs], target_recall)
+        if point is None or not point["clean_images"]:
+            # without clean images nothing says what a threshold costs (crackforest: every val image is
+            # defective, and the lowest one's max probability, 0.9999, caught only 0.85 of test)
+            log.warning("no %s image to calibrate on: no image-level threshold", "defective" if point is None else "clean")
+            return None
+        points[smooth] = point
+    smooth = min(points, key=lambda k: (points[k]["false_reject_rate"], -points[k]["recall"], k))
+    point = points[smooth]
     if point["defective_images"] < 10:
         log.warning("only %d defective images to calibrate on: the catch rate is known in steps of 1/%d",
                     point["defective_images"], point["defective_images"])
-    return ImageDecision(**point, smooth_px=int(smooth_px))
+    return ImageDecision(**point, smooth_px=int(smooth))
 
 
 def evaluate_model(
