@@ -111,7 +111,7 @@ def test_watchdog_is_fed_while_the_source_handles_an_outage():
 class _Camera(Source):
     """A live source: a new frame every 10 ms until closed."""
 
-    live = True
+    live = paced = True
 
     def __init__(self):
         super().__init__("camera")
