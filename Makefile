@@ -47,7 +47,7 @@ default-model: $(VENV)/.installed
 # The daemon benchmark (docs/benchmarks.md): a 256x256 int8 model (one epoch on synthetic data: speed,
 # not accuracy), 2 threads, on a 256x256 video as fast as it decodes, then paced at 30 fps for the
 # latency, then on a 1920x1080 video in 256x256 tiles; the device variant (depthwise separable,
-# base 8) in 256x256 tiles and as one 1088x1920 tile, on LiteRT and OpenVINO; each runtime's
+# base 8) in 256x256 tiles and as one 1088x1920 tile, on LiteRT and OpenVINO, with one and two streams; each runtime's
 # multiply-accumulate rate against this CPU's peak; then reject timing on the whole station (the
 # demo), idle and with four CPU-bound processes beside it. Each run's summary gives its peak RSS.
 BENCH = runs/bench
@@ -76,6 +76,11 @@ bench: $(VENV)/.installed
 	$(RUN_ON) $(BENCH)/tflite_ds1080/model_int8.tflite --source $(BENCH)/line1080.avi --set source.realtime=false --bench-invoke 20
 	$(RUN_ON) $(BENCH)/tflite_ds1080/model_int8.tflite --source $(BENCH)/line1080.avi --set source.realtime=false \
 		--set model.runtime=openvino --bench-invoke 20
+	# the same with two frames inferred at once, each on an interpreter of one thread (model.streams)
+	$(RUN_ON) $(BENCH)/tflite_ds1080/model_int8.tflite --source $(BENCH)/line1080.avi --set source.realtime=false \
+		--set model.streams=2 --bench-invoke 20
+	$(RUN_ON) $(BENCH)/tflite_ds1080/model_int8.tflite --source $(BENCH)/line1080.avi --set source.realtime=false \
+		--set model.runtime=openvino --set model.streams=2 --bench-invoke 20
 	# the runtimes side by side, and the int8 peak: a file of matrix products alone (quantize/peak.py)
 	$(BIN)/python -m quantize.peak --out $(BENCH)/peak
 	$(BIN)/station bench --model $(BENCH)/peak/gemm_int8.tflite --model $(BENCH)/tflite/model_int8.tflite \

@@ -177,6 +177,9 @@ def _add_plc_sim(sub) -> None:
     p.add_argument("--counts-per-mm", type=float, default=10, help="the simulated encoder's counts per mm (--belt)")
     p.add_argument("--encoder-hz", type=float, default=1000, help="ENC lines per second (--belt)")
     p.add_argument("--encoder-csv", default=None, help="write every ENC report's monotonic time and belt position (mm) here at exit")
+    p.add_argument("--realtime-priority", type=int, default=None,
+                   help="run SCHED_FIFO at this priority where allowed: a PLC is a device of its own, and a stand-in "
+                        "waiting for a core behind the station would time itself, not the station")
 
 
 def _add_camera_sim(sub) -> None:

@@ -1,3 +1,4 @@
+import threading
 import time
 
 import numpy as np
@@ -56,6 +57,34 @@ def test_every_frame_of_a_file_is_judged_in_order():
     assert [v.seq for v in verdicts] == list(range(30))
     assert [v.reject for v in verdicts] == [bool(i % 2) for i in range(30)]
     assert (stats.judged, stats.rejects, stats.dropped) == (30, 15, 0)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_two_streams_infer_two_frames_at_once_and_every_frame_gets_one_record(streams):
+    """Each inference waits until another is running beside it (or 0.2 s): with two streams the
+    frames meet a partner, with one none does."""
+    images = [np.full((8, 8, 3), 255 * (i % 2), np.uint8) for i in range(12)]
+    running, met, lock = [0], [], threading.Lock()
+
+    def infer(frame):
+        with lock:
+            running[0] += 1
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline and running[0] < 2:
+            time.sleep(0.001)
+        met.append(running[0] >= 2)
+        time.sleep(0.01)  # the partner sees this one still running
+        with lock:
+            running[0] -= 1
+        return frame.image[..., 0] / 255.0
+
+    verdicts = []
+    stats = Pipeline(ListSource(images), infer, _decide, lambda f, p, v: verdicts.append(v) or v.reject,
+                     streams=streams).run()
+    assert sorted(v.seq for v in verdicts) == list(range(12))
+    assert all(v.reject == bool(v.seq % 2) for v in verdicts)
+    assert (stats.judged, stats.rejects) == (12, 6)
+    assert sum(met) >= 6 if streams == 2 else not any(met)  # most meet (a busy machine may keep one away)
 
 
 def test_live_source_drops_the_oldest_when_inference_falls_behind_and_rejects_them():

@@ -30,10 +30,15 @@ def _conveyor(path, frames: int) -> list[bool]:
     return [bool(row["defect"]) for row in write_conveyor(path, frames=frames, size=(120, 160), fps=15, seed=LINE_SEED)]
 
 
-def test_verdicts_match_the_frames_with_defects(tmp_path, capsys):
+@pytest.mark.parametrize("streams", [1, 2])
+def test_verdicts_match_the_frames_with_defects(tmp_path, capsys, streams):
+    """One interpreter records the frames in order; two (model.streams) may swap neighbours, never lose one."""
     truth = _conveyor(tmp_path / "line.avi", 24)
-    assert main(["run", "--config", str(write_config(tmp_path, tmp_path / "line.avi"))]) == 0
+    config = write_config(tmp_path, tmp_path / "line.avi", model={"streams": streams})
+    assert main(["run", "--config", str(config)]) == 0
     records = verdict_records(tmp_path)
+    assert [r["seq"] for r in records] == list(range(24)) or streams == 2
+    records.sort(key=lambda r: r["seq"])
     assert [r["seq"] for r in records] == list(range(24))
     assert [r["verdict"] == "reject" for r in records] == truth
     rejects = [r for r in records if r["verdict"] == "reject"]
@@ -42,6 +47,7 @@ def test_verdicts_match_the_frames_with_defects(tmp_path, capsys):
     assert sorted(p.stem for p in (tmp_path / "out" / "rejects").glob("*.jpg")) == [f"{r['seq']:08d}" for r in rejects]
     out = capsys.readouterr().out
     assert f"frames 24 (captured 24), rejects {sum(truth)}" in out and "litert" in out
+    assert ("1 threads x 2 streams" in out) == (streams == 2)
 
 
 def test_tiling_finds_a_small_defect_that_resize_misses(tmp_path):

@@ -44,7 +44,9 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     path: str = Field(description="the .tflite file; its .json card must lie beside it")
-    threads: int = Field(2, ge=1, description="interpreter threads")
+    threads: int = Field(2, ge=1, description="interpreter threads, shared among the streams")
+    streams: int = Field(1, ge=1, description="frames inferred at once, each on an interpreter of its own: 2 (with "
+                         "threads 2) keeps two cores busier on large frames, for a second interpreter's memory")
     runtime: Literal["auto", "litert", "tflite_runtime", "tf", "openvino"] = Field("auto", description="auto: the first TFLite runtime installed (LiteRT, tflite_runtime, tensorflow.lite); openvino: Intel's runtime on the same file (pip install .[openvino])")
     delegate: str | None = Field(None, description="'edgetpu' or the path of an external delegate library")
 

@@ -45,7 +45,9 @@ class OpenVinoModel(TFLiteModel):
     def _resize_batch(self, batch: int) -> None:
         if batch not in self.compiled:
             self.model.reshape([batch, *(int(d) for d in self.input["shape"][1:])])
-            self.compiled[batch] = self.core.compile_model(self.model, "CPU", {"INFERENCE_NUM_THREADS": self.num_threads})
+            # unpinned: each stream's model has a Core of its own, and pinned they all take the first cores
+            config = {"INFERENCE_NUM_THREADS": self.num_threads, "ENABLE_CPU_PINNING": False}
+            self.compiled[batch] = self.core.compile_model(self.model, "CPU", config)
         self.request = self.compiled[batch].create_infer_request()
         self.input["shape"] = np.array([batch, *self.input["shape"][1:]])
 

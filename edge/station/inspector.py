@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import queue
 import time
 from collections.abc import Callable
 
@@ -56,8 +57,15 @@ class Inspector:
     def __init__(self, config: StationConfig, tee: Callable[[dict], None] | None = None):
         self.config = config
         m = config.model
-        loaded = load_model(m.path, m.threads, m.runtime, m.delegate, suffixes=(".tflite",))
+        threads = max(m.threads // m.streams, 1)
+        loaded = load_model(m.path, threads, m.runtime, m.delegate, suffixes=(".tflite",))
         self.model, card = loaded.tflite, loaded.card
+        # an interpreter per inference stream, lent to one thread at a time
+        self.models = [self.model] + [load_model(m.path, threads, m.runtime, m.delegate).tflite
+                                      for _ in range(m.streams - 1)]
+        self.idle_models: queue.SimpleQueue = queue.SimpleQueue()
+        for model in self.models:
+            self.idle_models.put(model)
         pre = config.preprocess
         if pre.mode != "card":
             card.preprocess.mode = pre.mode
@@ -90,7 +98,11 @@ class Inspector:
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         self.tiles_per_frame = len(batch)
-        return self.model.predict(batch)
+        model = self.idle_models.get()
+        try:
+            return model.predict(batch)
+        finally:
+            self.idle_models.put(model)
 
     @staticmethod
     def _ignore_mask(path: str | None) -> np.ndarray | None:

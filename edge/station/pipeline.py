@@ -4,6 +4,10 @@
     # infer(frame) -> prob; decide(frame, prob, timing, reason) -> Verdict; record(frame, prob, verdict) -> rejected
     pipeline.run(status=print)     # until the source ends, max_frames, or pipeline.stop()
 
+With `streams` > 1 that many inference threads take frames from the one queue and call `infer`
+at once (each must reach its own interpreter): on large frames two interpreters of one thread
+each keep two cores busier than one of two threads. Records may then come out of capture order.
+
 Files and folders hand every frame through in order. For paced sources (cameras, streams, a
 video played at its frame rate) the queue to inference keeps the newest frames: when inference
 falls behind, the oldest waiting frame is dropped, and a waiting frame that could no longer be
@@ -61,6 +65,11 @@ class Stats:
         elapsed = (self.last_verdict or time.monotonic()) - self.started
         return self.judged / elapsed if elapsed > 0 else 0.0
 
+    def steady_fps(self) -> float:
+        """Frames judged per second from the first verdict to the last: start-up and warm-up left out."""
+        span = (self.last_verdict or 0.0) - (self.first_verdict or 0.0)
+        return (self.judged - 1) / span if self.judged > 1 and span > 0 else 0.0
+
     def percentile(self, values: deque[float], q: float) -> float:
         """The q-th percentile of the last WINDOW values (NaN before the first)."""
         return float(np.percentile(values, q)) if values else float("nan")
@@ -97,14 +106,16 @@ class RunSummary:
 
 
 class Pipeline:
-    """Three threads: capture -> infer -> decide + record."""
+    """Threads: capture -> infer (`streams` of them) -> decide + record."""
 
     def __init__(self, source: Source, infer: Callable[[Frame], Any],
                  decide: Callable[[Frame, Any, dict[str, float], str], Verdict],
                  record: Callable[[Frame, Any, Verdict], bool], on_gap: Callable[[Gap], None] = lambda gap: None,
                  on_capture: Callable[[Frame], None] = lambda frame: None,
-                 queue_size: int = 2, max_frames: int | None = None, deadline_s: float = math.inf):
+                 queue_size: int = 2, max_frames: int | None = None, deadline_s: float = math.inf,
+                 streams: int = 1):
         self.source, self.infer, self.decide, self.record = source, infer, decide, record
+        self.streams = streams
         self.deadline_s = deadline_s
         self.on_gap, self.on_capture = on_gap, on_capture
         self.max_frames = max_frames
@@ -212,7 +223,7 @@ class Pipeline:
 
     def _output(self) -> None:
         ends = 0
-        while ends < 2:  # capture's drops and inference's results both end with _END
+        while ends < 1 + self.streams:  # capture's drops and each inference thread's results end with _END
             item = self._get(self.to_output)
             if item is _END:
                 ends += 1
@@ -229,17 +240,20 @@ class Pipeline:
     def run(self, status: Callable[[Stats], None] | None = None, interval: float = 1.0) -> Stats:
         """Run until the source ends, `max_frames` or `stop()`; calls `status` every `interval` s."""
         capture = threading.Thread(target=self._guarded(self._capture, None), name="capture")
-        inference = threading.Thread(target=self._guarded(self._inference, self.to_output), name="inference")
+        inference = [threading.Thread(target=self._guarded(self._inference, self.to_output), name=f"inference{i}")
+                     for i in range(self.streams)]
         output = threading.Thread(target=self._guarded(self._output, None), name="output")
-        for thread in (output, inference, capture):
+        for thread in (output, *inference, capture):
             thread.start()
         while capture.is_alive():
             capture.join(interval)
             if status:
                 status(self.stats)
-        self._put(self.to_infer, _END)
+        for _ in inference:
+            self._put(self.to_infer, _END)
         self._put(self.to_output, _END)  # capture's end, after all its drops
-        inference.join()
+        for thread in inference:
+            thread.join()
         output.join()
         if status:
             status(self.stats)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
+
+import numpy as np
 
 from edge.core.config import StationConfig, load_station_config, parse_overrides
 from edge.core.device import memory_mb
@@ -76,7 +79,8 @@ def summary(stats: Stats, inspector: Inspector, source, started: float) -> str:
         f"frames {stats.judged} (captured {stats.captured}), rejects {stats.rejects}, dropped {stats.dropped}, "
         f"not judged in time {inspector.gate.failsafe_frames}"
         + (f", superseded at the camera {source.superseded}" if getattr(source, "superseded", 0) else ""),
-        f"throughput {stats.fps():.1f} fps over {elapsed:.1f} s; start-up to first verdict {first}",
+        f"throughput {stats.fps():.1f} fps over {elapsed:.1f} s, {stats.steady_fps():.1f} fps after the first verdict; "
+        f"start-up to first verdict {first}",
         f"capture-to-verdict latency p50 {stats.percentile(stats.latency_ms, 50):.1f} ms, "
         f"p99 {stats.percentile(stats.latency_ms, 99):.1f} ms; inference p50 {stats.percentile(stats.infer_ms, 50):.1f} ms",
         f"source outages {len(gaps)}" + (f" ({sum(g.t_end - g.t_start for g in gaps):.1f} s without frames)" if gaps else ""),
@@ -129,7 +133,8 @@ def run_station(config: StationConfig, tee: Callable[[dict], None] | None = None
 def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) -> RunSummary:
     started = time.monotonic()
     inspector = Inspector(config, tee)
-    print(f"model {inspector.model.describe()}; {inspector.card.preprocess.mode} "
+    streams = f" x {len(inspector.models)} streams" if len(inspector.models) > 1 else ""
+    print(f"model {inspector.model.describe()}{streams}; {inspector.card.preprocess.mode} "
           f"{inspector.card.input.height}x{inspector.card.input.width}, threshold {inspector.rules.threshold:.2f}",
           flush=True)
     source, pipeline, failure, notifier = None, None, None, Notifier.from_environment()
@@ -138,7 +143,7 @@ def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) ->
         print(f"source {config.source.uri} ({type(source).__name__})")
         pipeline = Pipeline(source, inspector.segment, inspector.decide, inspector.record, inspector.record_gap,
                             inspector.captured, config.pipeline.queue_size, config.pipeline.max_frames,
-                            config.gate.verdict_deadline_ms / 1000)
+                            config.gate.verdict_deadline_ms / 1000, config.model.streams)
         signals.attach(pipeline)
         inspector.open_sinks(lambda: snapshot(pipeline.stats, inspector, source))
         notifier.send("READY=1")
@@ -159,13 +164,28 @@ def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) ->
                   + ", ".join(f"{k} {v}" for k, v in gate_counts.items()))
     stats = pipeline.stats
     if bench_invoke:
-        invoke = inspector.model.invoke_ms(bench_invoke)  # the input is still shaped for one frame's tiles
+        invoke, bare_fps = bare_rate(inspector.models, bench_invoke)  # inputs are still shaped for one frame's tiles
         tiles = max(inspector.tiles_per_frame, 1)
-        bare_fps = 1000 / invoke
-        print(f"bare invoke {invoke:.2f} ms for {tiles} tile(s), one frame = {bare_fps:.1f} frames/s; "
-              f"daemon/bare = {stats.fps() / bare_fps:.2f}; capture-to-verdict p99 / bare invoke = "
+        print(f"bare invoke {invoke:.2f} ms for {tiles} tile(s), {len(inspector.models)} at once: "
+              f"{bare_fps:.1f} frames/s; "
+              f"daemon (after its first verdict) / bare = {stats.steady_fps() / bare_fps:.2f}; capture-to-verdict p99 / bare invoke = "
               f"{stats.percentile(stats.latency_ms, 99) / invoke:.2f}")
     return RunSummary.of(stats, gate_counts)
+
+
+def bare_rate(models: list, runs: int) -> tuple[float, float]:
+    """The median bare invoke (ms) of each model's current input, and the frames per second of all the
+    models invoked at once, each from a thread of its own (`runs` invokes each, after one warm-up)."""
+    medians = [0.0] * len(models)
+
+    def time_one(i: int) -> None:
+        medians[i] = models[i].invoke_ms(runs)
+    threads = [threading.Thread(target=time_one, args=(i,)) for i in range(len(models))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return float(np.median(medians)), sum(1000 / ms for ms in medians)
 
 
 def run(args) -> int:

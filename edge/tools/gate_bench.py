@@ -31,7 +31,7 @@ import numpy as np
 from edge.core.config import GateConfig
 from edge.gate import Gate, Reject, SerialDriver, open_driver
 from edge.tools.modbus_sim import ModbusStandIn
-from edge.tools.plc_sim import DEFAULT_PROTOCOL, PLCStandIn
+from edge.tools.plc_sim import DEFAULT_PROTOCOL, STAND_IN_PRIORITY, PLCStandIn
 
 BELTS = {"constant 1 m/s": "1000", "accelerating 0.5-1.5 m/s": "ramp:500:1500:{seconds}", "stopping": "stop:1000:0.8:0.2"}
 DISTANCE_MM, COUNTS_PER_MM, ENCODER_HZ = 200.0, 10.0, 1000.0
@@ -86,7 +86,8 @@ def measure_belt(timing: str, profile: str, rejects: int, rate: float, work: Pat
         path.unlink(missing_ok=True)
     plc = subprocess.Popen([sys.executable, "-m", "edge", "plc-sim", "--pty", "--link", str(link), "--csv", str(received),
                             "--belt", profile.format(seconds=rejects / rate), "--counts-per-mm", str(COUNTS_PER_MM),
-                            "--encoder-hz", str(ENCODER_HZ), "--encoder-csv", str(reports)], stdout=subprocess.DEVNULL)
+                            "--encoder-hz", str(ENCODER_HZ), "--encoder-csv", str(reports),
+                            "--realtime-priority", str(STAND_IN_PRIORITY)], stdout=subprocess.DEVNULL)
     while not link.exists():
         if plc.poll() is not None:
             raise RuntimeError("the PLC stand-in did not start")

@@ -25,6 +25,7 @@ import os
 import pty
 import select
 import signal
+import sys
 import threading
 import time
 import tty
@@ -34,6 +35,8 @@ from pathlib import Path
 from edge.core.config import GateConfig
 from edge.core.errors import BadInput
 from edge.gate.protocol import Ack, Encoder, LineProtocol, Reject, Speed
+
+STAND_IN_PRIORITY = 60  # the demo's and gate-bench's stand-in: above a gate at real-time priority 50
 
 DEFAULT_PROTOCOL = LineProtocol.of(GateConfig(ack_pattern="ACK {seq}"))  # the default templates; acks 'ACK <seq>'
 
@@ -157,6 +160,11 @@ def run(args) -> int:
     """The `station plc-sim` verb."""
     if bool(args.pty) == bool(args.port):
         raise BadInput("plc-sim: give either --pty or --port PATH")
+    if args.realtime_priority:
+        try:  # this thread and the encoder thread it starts
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime_priority))
+        except OSError as exc:
+            print(f"plc-sim: real-time priority refused ({exc}); running at normal priority", file=sys.stderr)
     plc = PLCStandIn(None if args.pty else args.port, args.link)
     print(f"PLC stand-in on {plc.path}" + (f" (link {args.link})" if args.link else ""), flush=True)
     stopping = []
