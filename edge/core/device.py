@@ -47,7 +47,7 @@ def device_facts() -> dict:
     release = dict(line.split("=", 1) for line in _read("/etc/os-release").splitlines() if "=" in line)
     if "PRETTY_NAME" in release:
         os_name = f"{release['PRETTY_NAME'].strip(chr(34))} ({platform.release()})"
-    versions = {name: runtime_version(name) for name in RUNTIMES}
+    versions = {name: runtime_version(name) for name in (*RUNTIMES, "openvino")}
     return {"cpu": cpu, "board": board, "machine": platform.machine(), "cores": os.cpu_count(), "os": os_name,
             "python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
             "runtimes": {k: v for k, v in versions.items() if v != "?"}, "delegate": "XNNPACK (CPU, default)",
