@@ -166,16 +166,15 @@ def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) ->
     if bench_invoke:
         invoke, bare_fps = bare_rate(inspector.models, bench_invoke)  # inputs are still shaped for one frame's tiles
         tiles = max(inspector.tiles_per_frame, 1)
-        print(f"bare invoke {invoke:.2f} ms for {tiles} tile(s), {len(inspector.models)} at once: "
-              f"{bare_fps:.1f} frames/s; "
-              f"daemon (after its first verdict) / bare = {stats.steady_fps() / bare_fps:.2f}; capture-to-verdict p99 / bare invoke = "
-              f"{stats.percentile(stats.latency_ms, 99) / invoke:.2f}")
+        print(f"bare invoke {invoke:.2f} ms for {tiles} tile(s), {len(inspector.models)} at once: {bare_fps:.1f} "
+              f"frames/s; daemon (after its first verdict) / bare = {stats.steady_fps() / bare_fps:.2f}; "
+              f"capture-to-verdict p99 / bare invoke = {stats.percentile(stats.latency_ms, 99) / invoke:.2f}")
     return RunSummary.of(stats, gate_counts)
 
 
 def bare_rate(models: list, runs: int) -> tuple[float, float]:
-    """The median bare invoke (ms) of each model's current input, and the frames per second of all the
-    models invoked at once, each from a thread of its own (`runs` invokes each, after one warm-up)."""
+    """The bare invoke (ms, the median over the models' medians) at each model's current input, and the
+    frames per second of all the models invoked at once, each from a thread of its own (`runs` each)."""
     medians = [0.0] * len(models)
 
     def time_one(i: int) -> None:

@@ -4,9 +4,10 @@
     station demo --config config.yaml
 
 Starts `station plc-sim` on a pseudo-terminal at the config's `gate.port` (a separate process at
-real-time priority where allowed, as a PLC is a device of its own), runs `station run --config` on the video, stops the stand-in and compares what it
-received with the ground truth beside the video (`frame,defect,...`): rejects expected, missed and
-false, and how far each reject's arrival (and the gate's write) was from its scheduled fire time. Writes the scores to
+real-time priority where allowed, as a PLC is a device of its own), runs `station run --config`
+on the video, stops the stand-in and compares what it received with the ground truth beside the
+video (`frame,defect,...`): rejects expected, missed and false, and how far each reject's arrival
+(and the gate's write) was from its scheduled fire time. Writes the scores to
 demo.json beside the results log.
 """
 
