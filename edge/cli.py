@@ -34,6 +34,14 @@ def _smooth(text: str) -> int | None:
     return value
 
 
+def _budget(text: str) -> float:
+    """--false-reject-budget: a rate in [0, 1)."""
+    value = float(text)
+    if not 0 <= value < 1:
+        raise ValueError(text)
+    return value
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a segmentation model on a folder dataset",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter, parents=[COMMON])
@@ -48,7 +56,7 @@ def _add_train(sub) -> None:
     p.add_argument("--depth", type=int, default=4, help="number of down-sampling levels")
     p.add_argument("--upsampling", default="transpose", choices=["transpose", "resize"], help="transposed conv or bilinear resize + conv")
     p.add_argument("--channels", type=int, default=0, choices=[0, 1, 3], help="0: 1 if the images are gray, else 3")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, halved when val Dice stalls")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate at the start, decayed on a cosine to 1 %% of it over --time (else --epochs)")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run")
     p.add_argument("--epoch-size", type=int, default=512, help="training crops per epoch")
     p.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val Dice")
@@ -69,6 +77,8 @@ def _add_train(sub) -> None:
     p.add_argument("--tversky-gamma", type=float, default=1.0, help="power of the Dice/Tversky loss (0.75: focal Tversky)")
     p.add_argument("--target-recall", type=float, default=1.0,
                    help="image-level threshold picked on val to catch this share of defective images (stored in the card)")
+    p.add_argument("--false-reject-budget", type=_budget, default=0.0, metavar="RATE",
+                   help="share of clean val images the image threshold may reject to catch weaker defects than val's weakest")
     p.add_argument("--score-smooth", type=_smooth, default=None, metavar="PX|auto",
                    help="box mean (px) before the image score's max (0: the plain max; auto: the one of 0, 3, 5, 9 with the fewest val false rejects)")
     p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image (card metrics)")
@@ -91,6 +101,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="first pick the image-level threshold on val for --target-recall and store it in the model's card")
     p.add_argument("--target-recall", type=float, default=1.0, help="share of defective val images to catch (--calibrate)")
+    p.add_argument("--false-reject-budget", type=_budget, default=0.0, metavar="RATE",
+                   help="share of clean val images the image threshold may reject to catch weaker defects (--calibrate)")
     p.add_argument("--score-smooth", type=_smooth, default=None, metavar="PX|auto",
                    help="box mean (px) before the image score's max (--calibrate; auto: the one of 0, 3, 5, 9 with the fewest val false rejects)")
     p.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
@@ -231,7 +243,8 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-KINDS = {int: (int, "an integer"), float: ((int, float), "a number"), None: (str, "a string")}  # type -> YAML types
+KINDS = {int: (int, "an integer"), float: ((int, float), "a number"), _budget: ((int, float), "a rate from 0 to below 1"),
+         None: (str, "a string")}  # type -> YAML types
 
 
 def _check(action: argparse.Action, key: str, value):
@@ -243,7 +256,10 @@ def _check(action: argparse.Action, key: str, value):
     types, kind = KINDS[action.type]
     if isinstance(value, bool) or not isinstance(value, types):  # strict: "10" is not 10, 2.5 not 2, true not 1
         raise BadInput(f"{key}: expected {kind}, got {value!r}")
-    value = action.type(value) if action.type else value
+    try:
+        value = action.type(value) if action.type else value
+    except ValueError:
+        raise BadInput(f"{key}: expected {kind}, got {value!r}") from None
     if action.choices is not None and value not in action.choices:
         raise BadInput(f"{key}: expected one of {list(action.choices)}, got {value!r}")
     return value

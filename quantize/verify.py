@@ -33,7 +33,7 @@ def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard, ca
         probs = predict_maps(images, model.predict, card)
         scores = evaluate_maps(probs, masks, card.threshold)
         if calibrate_images and (point := card.image_decision):
-            picked = calibrate(probs, masks, point.target_recall, point.smooth_px)
+            picked = calibrate(probs, masks, point.target_recall, point.smooth_px, point.false_reject_budget)
             scores["image_decision"] = picked and dataclasses.asdict(picked)
         results[fmt] = {
             **scores,

@@ -120,6 +120,21 @@ def test_threshold_for_recall_catches_the_target_with_a_margin():
     assert threshold_for_recall([False, False], [0.2, 0.4]) is None
 
 
+def test_a_false_reject_budget_lowers_the_threshold_under_the_weakest_val_defect_but_never_costs_a_catch():
+    clean = [0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.0]
+    labels, scores = [True] * 3 + [False] * 10, [0.9, 0.8, 0.7] + clean
+    tight = threshold_for_recall(labels, scores, 1.0)
+    assert tight["image_threshold"] == pytest.approx(0.65) and tight["false_reject_rate"] == 0.0
+    spent = threshold_for_recall(labels, scores, 1.0, false_reject_budget=0.25)  # 2 of 10 clean: above the third, 0.4
+    assert spent["image_threshold"] == pytest.approx(0.45)
+    assert (spent["recall"], spent["false_reject_rate"], spent["false_reject_budget"]) == (1.0, 0.2, 0.25)
+    assert not 0.55 >= tight["image_threshold"] and 0.55 >= spent["image_threshold"]  # a weaker defect than val's
+    assert threshold_for_recall(labels, scores, 1.0, 0.05)["image_threshold"] == pytest.approx(0.65)  # not one clean
+    costly = threshold_for_recall([True] * 4 + [False] * 10, [0.9, 0.8, 0.7, 0.15] + clean, 1.0, 0.2)
+    assert costly["image_threshold"] == pytest.approx(0.125) and costly["recall"] == 1.0  # the catch rate wins
+    assert costly["false_reject_rate"] == pytest.approx(0.5)
+
+
 def test_image_score_is_the_max_and_smoothing_ignores_a_lone_hot_pixel():
     speck = np.zeros((20, 20), np.float32)
     speck[5, 5] = 0.9

@@ -60,8 +60,8 @@ class Preprocess:
 
 @dataclass
 class ImageDecision:
-    """The image-level operating point picked on val for a target catch rate
-    (edge.evaluation.metrics.threshold_for_recall): reject a frame when its image score, the highest
+    """The image-level operating point picked on val for a target catch rate and a false-reject
+    budget (edge.evaluation.metrics.threshold_for_recall): reject a frame when its image score, the highest
     defect probability after a `smooth_px` box mean, reaches `image_threshold`."""
 
     image_threshold: Annotated[float, Strict(), Field(ge=0, le=1)]
@@ -73,6 +73,7 @@ class ImageDecision:
     recall_lower_95: float | None  # what catching every val defect is worth: 0.05 ** (1 / defective_images)
     smooth_px: Annotated[int, Strict(), Field(ge=0)] = 0
     score: Literal["max probability"] = "max probability"
+    false_reject_budget: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0  # val false rejects spent on a catch margin
 
 
 @dataclass
@@ -110,7 +111,7 @@ class ModelCard:
         except ValidationError as exc:
             raise BadInput(f"{path}: {describe(exc.errors()[0])}") from None
         read = dataclasses.asdict(card)
-        optional = ("model_sha256", "image_decision")  # older cards lack them
+        optional = ("model_sha256", "image_decision", "image_decision.false_reject_budget")  # older cards lack them
         if missing := [key for key in _keys_only_in(read, raw) if key not in optional]:
             raise BadInput(f"{path}: {missing[0]}: missing (a card states every value; none is assumed)")
         if unknown := _keys_only_in(raw, read):

@@ -44,13 +44,15 @@ SMOOTH_CHOICES = (0, 3, 5, 9)  # box means (px) the image score may start from; 
 
 
 def calibrate(
-    probs: list[np.ndarray], masks: list[np.ndarray], target_recall: float = 1.0, smooth_px: int | None = None
+    probs: list[np.ndarray], masks: list[np.ndarray], target_recall: float = 1.0, smooth_px: int | None = None,
+    false_reject_budget: float = 0.0,
 ) -> ImageDecision | None:
     """The card's image_decision: the image-score threshold that catches `target_recall` of the
-    defective images of these (val) maps with the fewest false rejects; None when none is defective
-    or none is clean. `smooth_px` None: the box mean of SMOOTH_CHOICES with the fewest val false
-    rejects there (the smaller on a tie): where a speck's one hot pixel is what rejects a clean part,
-    a mean over a few pixels tells it from a defect's patch."""
+    defective images of these (val) maps with the fewest false rejects, then lowered while val's false
+    rejects stay within `false_reject_budget`; None when none is defective or none is clean.
+    `smooth_px` None: the box mean of SMOOTH_CHOICES with the fewest val false rejects at the target
+    (the smaller on a tie): where a speck's one hot pixel is what rejects a clean part, a mean over a
+    few pixels tells it from a defect's patch."""
     labels = [bool(np.any(m)) for m in masks]
     points = {}
     for smooth in SMOOTH_CHOICES if smooth_px is None else (smooth_px,):
@@ -62,7 +64,8 @@ def calibrate(
             return None
         points[smooth] = point
     smooth = min(points, key=lambda k: (points[k]["false_reject_rate"], -points[k]["recall"], k))
-    point = points[smooth]
+    scores = [image_score(p, smooth) for p in probs]
+    point = threshold_for_recall(labels, scores, target_recall, false_reject_budget)
     if point["defective_images"] < 10:
         log.warning("only %d defective images to calibrate on: the catch rate is known in steps of 1/%d",
                     point["defective_images"], point["defective_images"])
@@ -116,7 +119,8 @@ def run(args) -> int:
         predict, card = loaded.predict, loaded.card
         pairs, _ = read_pairs(list_samples(args.data, "val"), card.input.channels, args.skip_bad)
         probs = predict_maps([image for _, image, _ in pairs], predict, card, progress=True)
-        card.image_decision = calibrate(probs, [m for _, _, m in pairs], args.target_recall, args.score_smooth)
+        card.image_decision = calibrate(probs, [m for _, _, m in pairs], args.target_recall, args.score_smooth,
+                                        args.false_reject_budget)
         card.save(args.model)
         if point := card.image_decision:
             print(f"image threshold {point.image_threshold:.4f} on val: catches {point.recall:.3f} of "

@@ -161,7 +161,9 @@ def recall_at_false_reject_rate(labels: Sequence[bool], scores: Sequence[float],
     return float(max(ok, default=0.0))
 
 
-def threshold_for_recall(labels: Sequence[bool], scores: Sequence[float], target: float = 1.0) -> dict | None:
+def threshold_for_recall(
+    labels: Sequence[bool], scores: Sequence[float], target: float = 1.0, false_reject_budget: float = 0.0
+) -> dict | None:
     """The image-score threshold that catches at least `target` of the defective images with the
     fewest false rejects; None when there is no defective image.
 
@@ -170,6 +172,11 @@ def threshold_for_recall(labels: Sequence[bool], scores: Sequence[float], target
     weaker defect is still caught. With n defective images a catch rate is known in steps of 1/n,
     and catching all n only says the true catch rate is at least 0.05 ** (1 / n) with 95 %
     confidence (`recall_lower_95`: 0.74 for 10 images, 0.88 for 24, 0.97 for 100).
+
+    `false_reject_budget`: the false-reject rate the line can afford. Where the target costs less
+    on val, the threshold is lowered until val's false rejects reach the budget (halfway again), so
+    the affordable rejects buy a margin under the weakest val defect instead of going unspent: a
+    defect weaker than any in val is still caught. The target catch rate always wins over the budget.
     """
     labels, scores = np.asarray(labels, bool), np.asarray(scores, np.float64)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
@@ -179,11 +186,16 @@ def threshold_for_recall(labels: Sequence[bool], scores: Sequence[float], target
     lowest_caught = np.sort(scores[labels])[::-1][need - 1]
     below = scores[scores < lowest_caught]
     threshold = float((lowest_caught + below.max()) / 2) if below.size else float(lowest_caught)
+    allowed = math.floor(false_reject_budget * n_neg + 1e-9)  # clean images the budget may reject
+    if allowed < n_neg and ((scores >= threshold) & ~labels).sum() <= allowed:
+        spared = np.sort(scores[~labels])[::-1][allowed]  # the highest clean score the budget cannot reject
+        threshold = min(threshold, float((spared + scores[scores > spared].min()) / 2))
     rejected = scores >= threshold
     caught = int((rejected & labels).sum())
     return {
         "image_threshold": threshold,
         "target_recall": float(target),
+        "false_reject_budget": float(false_reject_budget),
         "recall": caught / n_pos,
         "false_reject_rate": _ratio((rejected & ~labels).sum(), n_neg, None),
         "defective_images": n_pos,
