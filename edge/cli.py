@@ -56,7 +56,7 @@ def _add_train(sub) -> None:
     p.add_argument("--depth", type=int, default=4, help="number of down-sampling levels")
     p.add_argument("--upsampling", default="transpose", choices=["transpose", "resize"], help="transposed conv or bilinear resize + conv")
     p.add_argument("--channels", type=int, default=0, choices=[0, 1, 3], help="0: 1 if the images are gray, else 3")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate at the start, decayed on a cosine to 1 %% of it over --time (else --epochs)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, halved when val Dice stalls")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run")
     p.add_argument("--epoch-size", type=int, default=512, help="training crops per epoch")
     p.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val Dice")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -83,29 +82,6 @@ class TimeLimit(keras.callbacks.Callback):
         if self.seconds and time.monotonic() - self.start > self.seconds:
             log.warning("time limit of %.0f min reached after epoch %d", self.seconds / 60, epoch + 1)
             self.model.stop_training = True
-
-
-class CosineDecay(keras.callbacks.Callback):
-    """Sets each epoch's learning rate on a cosine from `lr` down to 1 % of it over the run: the share
-    of `minutes` of wall time gone when there is a time budget, else of the `epochs`, whichever is
-    further on. A run stopped by its budget thus ends at a small learning rate and its last epochs,
-    the ones the checkpoint keeps, settle (at a constant 1e-3 val Dice swung 0.92-0.97 from one
-    epoch to the next). A resumed run decays again over its own budget."""
-
-    def __init__(self, lr: float, epochs: int, minutes: float, first_epoch: int = 0):
-        super().__init__()
-        self.lr, self.epochs, self.first, self.seconds = lr, epochs, first_epoch, minutes * 60
-        self.start, self.rate = time.monotonic(), lr
-
-    def on_epoch_begin(self, epoch, logs=None):
-        done = (epoch - self.first) / max(self.epochs - self.first, 1)
-        if self.seconds:
-            done = max(done, (time.monotonic() - self.start) / self.seconds)
-        self.rate = self.lr * (0.01 + 0.99 * (1 + math.cos(math.pi * min(done, 1.0))) / 2)
-        self.model.optimizer.learning_rate = self.rate
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["learning_rate"] = self.rate
 
 
 def distribution_scope(enabled: bool):
@@ -183,11 +159,11 @@ def run(args) -> int:
     validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed)
     callbacks = [
         validation,
-        CosineDecay(args.lr, args.epochs, args.time, len(history)),  # before the logger: it logs the rate
         keras.callbacks.ModelCheckpoint(out / "model.keras", monitor="val_dice", mode="max", save_best_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.ModelCheckpoint(out / "last.keras"),
         keras.callbacks.CSVLogger(out / "log.csv", append=bool(history)),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_dice", mode="max", factor=0.5, patience=max(args.patience // 3, 1)),
         keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=args.patience),
         TimeLimit(args.time),
     ]
