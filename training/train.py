@@ -208,7 +208,7 @@ def run(args) -> int:
     summary = ", ".join(f"{split} dice {m['dice']:.4f} iou {m['iou']:.4f}" for split, m in card.metrics.items())
     if d := card.image_decision:
         rates = lambda m: f"catches {m['score_recall']:.3f}, false rejects {m['score_false_reject_rate']}"  # noqa: E731
-        print(f"image threshold {d.image_threshold:.4f} (val, target catch rate {d.target_recall:.2f}, "
+        print(f"image threshold {d.image_threshold:.6f} (val, target catch rate {d.target_recall:.2f}, "
               f"false-reject budget {d.false_reject_budget:.2f}, "
               f"{d.defective_images} defective val images): " + "; ".join(f"{k} {rates(m)}" for k, m in card.metrics.items()))
     print(f"threshold {card.threshold:.2f} (best val Dice); {summary}")

@@ -123,7 +123,7 @@ def run(args) -> int:
                                         args.false_reject_budget)
         card.save(args.model)
         if point := card.image_decision:
-            print(f"image threshold {point.image_threshold:.4f} on val: catches {point.recall:.3f} of "
+            print(f"image threshold {point.image_threshold:.6f} on val: catches {point.recall:.3f} of "
                   f"{point.defective_images} defective images, false rejects {point.false_reject_rate:.3f} "
                   f"of {point.clean_images} clean; saved in {card.path_for(args.model)}")
     report = evaluate_model(args.model, args.data, args.split, args.threshold, args.min_area, args.skip_bad,

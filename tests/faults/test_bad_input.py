@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from edge.cli import main
-from edge.core.card import file_sha256
+from edge.core.card import ModelCard, file_sha256
 from edge.core.config import GateConfig, load_station_config
 from edge.core.errors import BadInput
 from edge.inference.models import DEFAULT_MODEL
@@ -126,6 +126,11 @@ def test_bad_config_or_card_exits_2_with_one_line(station, capsys, sections, cha
 def test_an_older_card_without_hash_or_a_newer_one_with_more_keys_runs_with_a_warning(station, caplog, change, warning):
     assert _run(station, {}, change) == 0
     assert warning in caplog.text
+
+
+def test_a_card_from_before_the_false_reject_budget_runs_without_one(station):
+    assert _run(station, {}, _card("image_decision.false_reject_budget", DELETE)) == 0
+    assert ModelCard.load(station / "model.tflite").image_decision.false_reject_budget == 0.0
 
 
 @pytest.mark.parametrize("key, template, message", [
