@@ -54,9 +54,10 @@ def calibrate(
     (the smaller on a tie): where a speck's one hot pixel is what rejects a clean part, a mean over a
     few pixels tells it from a defect's patch."""
     labels = [bool(np.any(m)) for m in masks]
-    points = {}
+    points, scores = {}, {}
     for smooth in SMOOTH_CHOICES if smooth_px is None else (smooth_px,):
-        point = threshold_for_recall(labels, [image_score(p, smooth) for p in probs], target_recall)
+        scores[smooth] = [image_score(p, smooth) for p in probs]
+        point = threshold_for_recall(labels, scores[smooth], target_recall)
         if point is None or not point["clean_images"]:
             # without clean images nothing says what a threshold costs (crackforest: every val image is
             # defective, and the lowest one's max probability, 0.9999, caught only 0.85 of test)
@@ -64,8 +65,7 @@ def calibrate(
             return None
         points[smooth] = point
     smooth = min(points, key=lambda k: (points[k]["false_reject_rate"], -points[k]["recall"], k))
-    scores = [image_score(p, smooth) for p in probs]
-    point = threshold_for_recall(labels, scores, target_recall, false_reject_budget)
+    point = threshold_for_recall(labels, scores[smooth], target_recall, false_reject_budget)
     if point["defective_images"] < 10:
         log.warning("only %d defective images to calibrate on: the catch rate is known in steps of 1/%d",
                     point["defective_images"], point["defective_images"])

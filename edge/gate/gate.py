@@ -35,6 +35,16 @@ SPIN_S = 0.0015  # the last moment before a fire time is spun, not slept: a wake
 EARLY_WAKE_S = 0.001  # wake this much before a fire time, then spin
 
 
+def realtime_priority(priority: int) -> str | None:
+    """Runs the calling thread (and the threads it starts after) SCHED_FIFO at `priority`; returns
+    None when granted, else why it was refused (no privilege, or not Linux)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, AttributeError) as exc:
+        return str(exc)
+    return None
+
+
 class Gate:
     """Schedules, sends and accounts for every reject; one thread of its own, started here.
     `clock`: the clock of the capture times (monotonic seconds)."""
@@ -133,12 +143,11 @@ class Gate:
         priority = self.cfg.realtime_priority
         if priority is None:
             return
-        try:
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(priority))
+        if (refused := realtime_priority(priority)) is None:
             log.info("gate: thread at real-time priority %d (SCHED_FIFO)", priority)
-        except (OSError, AttributeError) as exc:
+        else:
             log.warning("gate: real-time priority %d refused (%s): needs root, CAP_SYS_NICE or LimitRTPRIO=%d in the "
-                        "unit; the gate runs at normal priority", priority, exc, priority)
+                        "unit; the gate runs at normal priority", priority, refused, priority)
 
     def _loop(self) -> None:
         self._realtime()

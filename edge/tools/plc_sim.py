@@ -34,6 +34,7 @@ from pathlib import Path
 
 from edge.core.config import GateConfig
 from edge.core.errors import BadInput
+from edge.gate.gate import realtime_priority
 from edge.gate.protocol import Ack, Encoder, LineProtocol, Reject, Speed
 
 STAND_IN_PRIORITY = 60  # the demo's and gate-bench's stand-in: above a gate at real-time priority 50
@@ -160,11 +161,9 @@ def run(args) -> int:
     """The `station plc-sim` verb."""
     if bool(args.pty) == bool(args.port):
         raise BadInput("plc-sim: give either --pty or --port PATH")
-    if args.realtime_priority:
-        try:  # this thread and the encoder thread it starts
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.realtime_priority))
-        except OSError as exc:
-            print(f"plc-sim: real-time priority refused ({exc}); running at normal priority", file=sys.stderr)
+    # this thread and the encoder thread it starts
+    if args.realtime_priority and (refused := realtime_priority(args.realtime_priority)):
+        print(f"plc-sim: real-time priority refused ({refused}); running at normal priority", file=sys.stderr)
     plc = PLCStandIn(None if args.pty else args.port, args.link)
     print(f"PLC stand-in on {plc.path}" + (f" (link {args.link})" if args.link else ""), flush=True)
     stopping = []
