@@ -49,15 +49,20 @@ def pad_to(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, 
 
 
 def random_crop(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator, near_defect: bool):
-    """A `size` crop, containing a random defect pixel when `near_defect` and the mask has one."""
+    """A `size` crop: around a random defect pixel when `near_defect` and the mask has one, else
+    one that covers an image's border as often as its centre.
+
+    A uniform offset in [0, h - size] puts a 300 x 200 magnetic tile's corner in 1 crop of 12,600:
+    the net then saw corners almost only in crops of the defects that sit there (breaks).
+    """
     h, w = mask.shape
     ys, xs = np.nonzero(mask) if near_defect else ((), ())
     if len(ys):
         i = int(rng.integers(len(ys)))
-        y0 = int(np.clip(ys[i] - rng.integers(size), 0, h - size))
-        x0 = int(np.clip(xs[i] - rng.integers(size), 0, w - size))
-    else:
-        y0, x0 = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+        y0, x0 = ys[i] - rng.integers(size), xs[i] - rng.integers(size)
+    else:  # an offset drawn past both ends and clipped: the ends get the overshoot
+        y0, x0 = rng.integers(1 - size, h), rng.integers(1 - size, w)
+    y0, x0 = int(np.clip(y0, 0, h - size)), int(np.clip(x0, 0, w - size))
     return image[y0 : y0 + size, x0 : x0 + size], mask[y0 : y0 + size, x0 : x0 + size]
 
 

@@ -113,6 +113,21 @@ def test_crops_hold_defects_as_often_as_asked_even_when_most_images_are_clean():
     np.testing.assert_array_equal(batches[1][0], again[1][0])  # same seed, same batches
 
 
+def test_clean_crops_cover_an_images_corners_about_as_often_as_its_centre():
+    from training.data import random_crop
+
+    rng = np.random.default_rng(0)
+    h, w, size = 300, 280, 64
+    where = np.arange(h * w).reshape(h, w, 1)
+    covered = np.zeros(h * w)
+    for _ in range(3000):
+        crop, _ = random_crop(where, np.zeros((h, w), np.uint8), size, rng, near_defect=False)
+        covered[crop.ravel()] += 1
+    covered = covered.reshape(h, w)
+    corners = [covered[0, 0], covered[0, -1], covered[-1, 0], covered[-1, -1]]
+    assert min(corners) > 0.8 * covered[h // 2, w // 2]  # a uniform offset: 1 / 4096 as often
+
+
 def test_batch_dice_pools_pixels_and_image_dice_scores_each_image():
     y = np.zeros((2, 4, 4, 1), "float32")
     y[1, :2] = 1.0
