@@ -35,7 +35,9 @@ from edge.evaluation.metrics import (
     best_threshold,
     dice_curve,
     evaluate_maps,
+    threshold_for_recall,
 )
+from edge.inference.decision import image_score
 from edge.inference.predictors import keras_predict
 from training.data import CropDataset
 from training.losses import Dice, IoU, SegmentationLoss
@@ -46,8 +48,9 @@ log = logging.getLogger(__name__)
 
 class WholeImageValidation(keras.callbacks.Callback):
     """Adds val_dice, val_iou and val_threshold to the epoch logs, measured on whole val images at the
-    threshold with the best val Dice (the one the card will get), val_dice_05 at 0.5, and the image
-    score's val_image_auroc and val_image_ap.
+    threshold with the best val Dice (the one the card will get), val_dice_05 at 0.5, the image
+    score's val_image_auroc and val_image_ap, and val_false_rejects: the share of clean val images
+    rejected at the image threshold that catches `target_recall` of the defective ones.
 
     Scoring at a fixed 0.5 misjudged every epoch of an under-confident model: on magnetic_tile every
     probability stayed below 0.5 for epochs while the best-threshold Dice rose, so val Dice read 0,
@@ -55,8 +58,9 @@ class WholeImageValidation(keras.callbacks.Callback):
     and early stopping watched a flat zero.
     """
 
-    def __init__(self, pairs, card: ModelCard, sample: int = 0, seed: int = 0):
+    def __init__(self, pairs, card: ModelCard, sample: int = 0, seed: int = 0, target_recall: float = 1.0):
         super().__init__()
+        self.target_recall = target_recall
         if 0 < sample < len(pairs):  # a fixed sample: every epoch is scored on the same images
             pairs = [pairs[i] for i in sorted(np.random.default_rng(seed).choice(len(pairs), sample, replace=False))]
         self.images, self.masks, self.card = [p[1] for p in pairs], [p[2] for p in pairs], card
@@ -64,11 +68,15 @@ class WholeImageValidation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         probs = predict_maps(self.images, keras_predict(self.model), self.card)
         threshold, _ = best_dice(probs, self.masks)
-        scores = evaluate_maps(probs, self.masks, threshold)
+        image_scores = [image_score(p) for p in probs]
+        scores = evaluate_maps(probs, self.masks, threshold, scores=image_scores)
         logs["val_dice"], logs["val_iou"], logs["val_threshold"] = scores["dice"], scores["iou"], threshold
         logs["val_dice_05"] = dice_curve(probs, self.masks, [0.5])[1][0]
         for key in ("image_auroc", "image_ap"):  # how well the max probability ranks defective above clean images
             logs[f"val_{key}"] = float("nan") if scores[key] is None else scores[key]
+        point = threshold_for_recall([bool(m.any()) for m in self.masks], image_scores, self.target_recall)
+        rate = point and point["false_reject_rate"]
+        logs["val_false_rejects"] = float("nan") if rate is None else rate
 
 
 class TimeLimit(keras.callbacks.Callback):
@@ -156,7 +164,7 @@ def run(args) -> int:
             )
     batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
     best_so_far = max((float(row["val_dice"]) for row in history), default=None)
-    validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed)
+    validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed, args.target_recall)
     callbacks = [
         validation,
         keras.callbacks.ModelCheckpoint(out / "model.keras", monitor="val_dice", mode="max", save_best_only=True,

@@ -138,7 +138,7 @@ def test_card_has_an_image_threshold_and_eval_calibrates_and_draws(trained_run, 
     trained = ModelCard.load(run / "model.keras").image_decision
     assert trained.target_recall == 1.0 and trained.recall == 1.0 and trained.defective_images >= 1
     rows = list(csv.DictReader((run / "log.csv").open()))
-    assert {"val_threshold", "val_dice_05", "val_image_auroc"} <= set(rows[0])
+    assert {"val_threshold", "val_dice_05", "val_image_auroc", "val_false_rejects"} <= set(rows[0])
     out = tmp_path / "e" / "eval.json"
     assert main(["eval", "--model", str(run / "model.keras"), "--data", str(synth_rgb), "--calibrate",
                  "--target-recall", "0.5", "--json", str(out)]) == 0
