@@ -32,7 +32,7 @@ demo: $(VENV)/.installed-edge
 # How the bundled model (edge/inference/models/surfaces_int8.tflite) was made: 1500 of the generator's images
 # and the README recipe (config.yaml: Attention U-Net, base 8, 128x128 crops, 28 minutes, an image threshold
 # for every defective val image and a 5 % false-reject budget; about 30 minutes on a 2-core CPU), int8 with
-# verified accuracy.
+# verified accuracy. The shipped file predates the border-covering crops (docs/training.md says why it stayed).
 MODEL = runs/default_model
 default-model: $(VENV)/.installed
 	$(BIN)/python -m training.surfaces --out $(MODEL)/data --images 1500
