@@ -75,7 +75,7 @@ class WholeImageValidation(keras.callbacks.Callback):
         for key in ("image_auroc", "image_ap"):  # how well the max probability ranks defective above clean images
             logs[f"val_{key}"] = float("nan") if scores[key] is None else scores[key]
         point = threshold_for_recall([bool(m.any()) for m in self.masks], image_scores, self.target_recall)
-        rate = point and point["false_reject_rate"]
+        rate = None if point is None else point["false_reject_rate"]  # None too when val has no clean image
         logs["val_false_rejects"] = float("nan") if rate is None else rate
 
 
