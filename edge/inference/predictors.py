@@ -58,14 +58,12 @@ def _keras_predictor(path: Path, card: ModelCard) -> Predict:
 
 
 def keras_predict(model) -> Predict:
-    """A Keras model as a predict function, run in batches of KERAS_BATCH."""
-    import keras
+    """A Keras model as a predict function, run in batches of KERAS_BATCH through its compiled predict
+    step (calling the model eagerly tile by tile took 2.7 times as long: a training epoch's validation)."""
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        out = [
-            keras.ops.convert_to_numpy(model(batch[i : i + KERAS_BATCH].astype(np.float32), training=False))
-            for i in range(0, len(batch), KERAS_BATCH)
-        ]
+        out = [model.predict_on_batch(batch[i : i + KERAS_BATCH].astype(np.float32))
+               for i in range(0, len(batch), KERAS_BATCH)]
         return np.concatenate(out)[..., 0]
 
     return predict
