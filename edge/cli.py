@@ -57,6 +57,8 @@ def _add_train(sub) -> None:
     p.add_argument("--upsampling", default="transpose", choices=["transpose", "resize"], help="transposed conv or bilinear resize + conv")
     p.add_argument("--channels", type=int, default=0, choices=[0, 1, 3], help="0: 1 if the images are gray, else 3")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, halved when val Dice stalls")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="> 0: validate and keep an exponential moving average of the weights with this momentum per step (0.99)")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run")
     p.add_argument("--epoch-size", type=int, default=512, help="training crops per epoch")
     p.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val Dice")

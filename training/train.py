@@ -157,7 +157,7 @@ def run(args) -> int:
             model = build_model(args.arch, args.input_size, channels, args.base_filters, args.depth, args.upsampling,
                                 args.prior)
             model.compile(
-                optimizer=keras.optimizers.Adam(args.lr),
+                optimizer=keras.optimizers.Adam(args.lr, use_ema=args.ema > 0, ema_momentum=args.ema or 0.99),
                 loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma, args.dice_over,
                                       args.tversky_alpha, args.tversky_gamma),
                 metrics=[Dice(), IoU()],
@@ -165,7 +165,10 @@ def run(args) -> int:
     batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
     best_so_far = max((float(row["val_dice"]) for row in history), default=None)
     validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed, args.target_recall)
-    callbacks = [
+    # with --ema the averaged weights are in the model from each epoch's end to the next one's start:
+    # they are what is validated and saved (SwapEMAWeights first, so the callbacks after it see them)
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if model.optimizer.use_ema else []
+    callbacks += [
         validation,
         keras.callbacks.ModelCheckpoint(out / "model.keras", monitor="val_dice", mode="max", save_best_only=True,
                                         initial_value_threshold=best_so_far),
@@ -204,7 +207,7 @@ def run(args) -> int:
         "params": best.count_params(),
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
-        **{k: getattr(args, k) for k in ("seed", "batch", "lr", "epoch_size", "bce_weight", "dice_weight",
+        **{k: getattr(args, k) for k in ("seed", "batch", "lr", "ema", "epoch_size", "bce_weight", "dice_weight",
                                           "focal_gamma", "dice_over", "tversky_alpha", "tversky_gamma", "prior",
                                           "distribute")},
     }

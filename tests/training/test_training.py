@@ -9,6 +9,7 @@ import pytest
 
 from edge.cli import main
 from edge.core.card import ModelCard, file_sha256
+from training.models import build_model
 
 
 def test_short_training_on_an_easy_task_reaches_dice_above_0_8(trained_run, synth_rgb, tmp_path, capsys):
@@ -58,6 +59,21 @@ def test_same_seed_same_model_and_resume_continues(synth_rgb, small, tmp_path):
     rows = list(csv.DictReader((tmp_path / "a" / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert ModelCard.load(tmp_path / "a" / "model.keras").model_sha256 == file_sha256(tmp_path / "a" / "model.keras")
+
+
+def test_ema_keeps_the_averaged_weights(synth_rgb, small, tmp_path):
+    """With --ema near 1 the saved model stays near the first step's weights while the raw ones move on."""
+    args = ["--data", str(synth_rgb), "--epochs", "1", "--epoch-size", "256", "--lr", "3e-3", *small]
+    assert main(["train", "--out", str(tmp_path / "raw"), *args]) == 0
+    assert main(["train", "--out", str(tmp_path / "ema"), "--ema", "0.9999", *args]) == 0
+    keras.utils.set_random_seed(0)
+    init = build_model("attention_unet", 64, 3, 8, 3).trainable_weights
+    moved = {}
+    for run in ("raw", "ema"):
+        model = keras.saving.load_model(tmp_path / run / "model.keras")
+        moved[run] = sum(float(np.sum((w.numpy() - w0.numpy()) ** 2)) for w, w0 in zip(model.trainable_weights, init))
+    assert moved["ema"] < 0.1 * moved["raw"]
+    assert ModelCard.load(tmp_path / "ema" / "model.keras").training["ema"] == 0.9999
 
 
 def test_distribute_trains_with_the_backend_engine(synth_rgb, small, tmp_path):
