@@ -34,8 +34,8 @@ def _smooth(text: str) -> int | None:
     return value
 
 
-def _budget(text: str) -> float:
-    """--false-reject-budget: a rate in [0, 1)."""
+def _fraction(text: str) -> float:
+    """A share in [0, 1): --false-reject-budget, --ema."""
     value = float(text)
     if not 0 <= value < 1:
         raise ValueError(text)
@@ -57,7 +57,7 @@ def _add_train(sub) -> None:
     p.add_argument("--upsampling", default="transpose", choices=["transpose", "resize"], help="transposed conv or bilinear resize + conv")
     p.add_argument("--channels", type=int, default=0, choices=[0, 1, 3], help="0: 1 if the images are gray, else 3")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, halved when val Dice stalls")
-    p.add_argument("--ema", type=float, default=0.0,
+    p.add_argument("--ema", type=_fraction, default=0.0, metavar="MOMENTUM",
                    help="> 0: validate and keep an exponential moving average of the weights with this momentum per step (0.99)")
     p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run")
     p.add_argument("--epoch-size", type=int, default=512, help="training crops per epoch")
@@ -79,7 +79,7 @@ def _add_train(sub) -> None:
     p.add_argument("--tversky-gamma", type=float, default=1.0, help="power of the Dice/Tversky loss (0.75: focal Tversky)")
     p.add_argument("--target-recall", type=float, default=1.0,
                    help="image-level threshold picked on val to catch this share of defective images (stored in the card)")
-    p.add_argument("--false-reject-budget", type=_budget, default=0.0, metavar="RATE",
+    p.add_argument("--false-reject-budget", type=_fraction, default=0.0, metavar="RATE",
                    help="share of clean val images the image threshold may reject to catch weaker defects than val's weakest")
     p.add_argument("--score-smooth", type=_smooth, default=None, metavar="PX|auto",
                    help="box mean (px) before the image score's max (0: the plain max; auto: the one of 0, 3, 5, 9 with the fewest val false rejects)")
@@ -103,7 +103,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--calibrate", action="store_true",
                    help="first pick the image-level threshold on val for --target-recall and store it in the model's card")
     p.add_argument("--target-recall", type=float, default=1.0, help="share of defective val images to catch (--calibrate)")
-    p.add_argument("--false-reject-budget", type=_budget, default=0.0, metavar="RATE",
+    p.add_argument("--false-reject-budget", type=_fraction, default=0.0, metavar="RATE",
                    help="share of clean val images the image threshold may reject to catch weaker defects (--calibrate)")
     p.add_argument("--score-smooth", type=_smooth, default=None, metavar="PX|auto",
                    help="box mean (px) before the image score's max (--calibrate; auto: the one of 0, 3, 5, 9 with the fewest val false rejects)")
@@ -245,7 +245,7 @@ def parser(config: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
-KINDS = {int: (int, "an integer"), float: ((int, float), "a number"), _budget: ((int, float), "a rate from 0 to below 1"),
+KINDS = {int: (int, "an integer"), float: ((int, float), "a number"), _fraction: ((int, float), "a rate from 0 to below 1"),
          None: (str, "a string")}  # type -> YAML types
 
 

@@ -19,6 +19,7 @@ def test_eval_of_a_missing_model_exits_2(synth_rgb, tmp_path, capsys):
     ("train:\n  arch: resnet\n", "train.arch: expected one of ['attention_unet', 'unet', 'attention_unet_ds'], got 'resnet'"),
     ("train:\n  resize: 1\n", "train.resize: expected true or false"),
     ("train:\n  false_reject_budget: 1.0\n", "train.false_reject_budget: expected a rate from 0 to below 1, got 1.0"),
+    ("train:\n  ema: 1.0\n", "train.ema: expected a rate from 0 to below 1, got 1.0"),
     ("deploy:\n  x: 1\n", "deploy: unknown section"),
     ("train: [", "not valid YAML"),
 ])

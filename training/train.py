@@ -157,7 +157,7 @@ def run(args) -> int:
             model = build_model(args.arch, args.input_size, channels, args.base_filters, args.depth, args.upsampling,
                                 args.prior)
             model.compile(
-                optimizer=keras.optimizers.Adam(args.lr, use_ema=args.ema > 0, ema_momentum=args.ema or 0.99),
+                optimizer=keras.optimizers.Adam(args.lr, use_ema=args.ema > 0, ema_momentum=args.ema),
                 loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma, args.dice_over,
                                       args.tversky_alpha, args.tversky_gamma),
                 metrics=[Dice(), IoU()],
