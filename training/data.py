@@ -79,9 +79,12 @@ class CropDataset(keras.utils.PyDataset):
         defect_fraction: float = 0.6,
         resize: bool = False,
         augmentation: bool = True,
+        workers: int = 2,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        # two threads make the next batches while a step runs; with one, Keras hands the dataset to
+        # tf.data, whose iterator teardown stalled the start of every epoch (1-35 s of idle cores)
+        super().__init__(workers=workers, **kwargs)
         self.crop, self.batch_size, self.seed = crop, batch_size, seed
         self.defect_fraction, self.resize, self.augmentation = defect_fraction, resize, augmentation
         self.steps = max(samples_per_epoch // batch_size, 1)
