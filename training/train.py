@@ -80,13 +80,15 @@ class WholeImageValidation(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Stops training after the epoch that crosses `minutes` of wall time."""
+    """Logs the wall-clock minutes since training started (`minutes`) and stops training after the
+    epoch that crosses `minutes` of them (0: no limit)."""
 
     def __init__(self, minutes: float):
         super().__init__()
         self.seconds, self.start = minutes * 60, time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
+        logs["minutes"] = (time.monotonic() - self.start) / 60
         if self.seconds and time.monotonic() - self.start > self.seconds:
             log.warning("time limit of %.0f min reached after epoch %d", self.seconds / 60, epoch + 1)
             self.model.stop_training = True
@@ -170,13 +172,13 @@ def run(args) -> int:
     callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if model.optimizer.use_ema else []
     callbacks += [
         validation,
+        TimeLimit(args.time),
         keras.callbacks.ModelCheckpoint(out / "model.keras", monitor="val_dice", mode="max", save_best_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.ModelCheckpoint(out / "last.keras"),
         keras.callbacks.CSVLogger(out / "log.csv", append=bool(history)),
         keras.callbacks.ReduceLROnPlateau(monitor="val_dice", mode="max", factor=0.5, patience=max(args.patience // 3, 1)),
         keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", patience=args.patience),
-        TimeLimit(args.time),
     ]
     model.fit(batches, epochs=args.epochs, initial_epoch=len(history), callbacks=callbacks, verbose=args.verbose)
 

@@ -30,7 +30,9 @@ def test_run_folder_has_model_card_and_log(trained_run):
     assert len(card.training["data_hash"]) == 16 and card.training["images"] == {"train": 34, "val": 7, "test": 7}
     assert card.model_sha256 == file_sha256(trained_run / "model.keras")
     rows = list(csv.DictReader((trained_run / "log.csv").open()))
-    assert 1 <= len(rows) <= 12 and {"val_dice", "loss", "dice"} <= set(rows[0])
+    assert 1 <= len(rows) <= 12 and {"val_dice", "loss", "dice", "minutes"} <= set(rows[0])
+    minutes = [float(r["minutes"]) for r in rows]
+    assert 0 < minutes[0] and minutes == sorted(minutes)
     best = max(float(r["val_dice"]) for r in rows)
     assert float(rows[card.training["best_epoch"] - 1]["val_dice"]) == best
 
