@@ -88,8 +88,9 @@ class TimeLimit(keras.callbacks.Callback):
         self.seconds, self.start = minutes * 60, time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs["minutes"] = (time.monotonic() - self.start) / 60
-        if self.seconds and time.monotonic() - self.start > self.seconds:
+        elapsed = time.monotonic() - self.start
+        logs["minutes"] = elapsed / 60
+        if self.seconds and elapsed > self.seconds:
             log.warning("time limit of %.0f min reached after epoch %d", self.seconds / 60, epoch + 1)
             self.model.stop_training = True
 
