@@ -111,11 +111,9 @@ def distribution_scope(enabled: bool):
 
 
 def _seed_everything(seed: int) -> None:
+    # the same seed gives the same model on one machine, with or without XLA (a test checks both);
+    # TensorFlow's op determinism is not needed for it on a CPU, and it would switch XLA off
     keras.utils.set_random_seed(seed)
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
 
 
 def _read_log(path: Path) -> list[dict[str, str]]:
@@ -154,7 +152,9 @@ def run(args) -> int:
     with distribution_scope(args.distribute):
         if history and (out / "last.keras").is_file():
             model = keras.saving.load_model(out / "last.keras")
-            print(f"resuming {out / 'last.keras'} after epoch {len(history)}")
+            model.jit_compile = args.xla
+            print(f"resuming {out / 'last.keras'} after epoch {len(history)} with its optimizer's state "
+                  f"(learning rate, --ema): --lr and --ema apply to new runs")
         else:
             history = []
             model = build_model(args.arch, args.input_size, channels, args.base_filters, args.depth, args.upsampling,
@@ -164,6 +164,7 @@ def run(args) -> int:
                 loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma, args.dice_over,
                                       args.tversky_alpha, args.tversky_gamma),
                 metrics=[Dice(), IoU()],
+                jit_compile=args.xla,
             )
     batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
     best_so_far = max((float(row["val_dice"]) for row in history), default=None)
@@ -210,7 +211,8 @@ def run(args) -> int:
         "params": best.count_params(),
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
-        **{k: getattr(args, k) for k in ("seed", "batch", "lr", "ema", "epoch_size", "bce_weight", "dice_weight",
+        "ema": float(model.optimizer.ema_momentum) if model.optimizer.use_ema else 0.0,
+        **{k: getattr(args, k) for k in ("seed", "batch", "lr", "epoch_size", "bce_weight", "dice_weight",
                                           "focal_gamma", "dice_over", "tversky_alpha", "tversky_gamma", "prior",
                                           "distribute")},
     }

@@ -59,11 +59,16 @@ def _keras_predictor(path: Path, card: ModelCard) -> Predict:
 
 def keras_predict(model) -> Predict:
     """A Keras model as a predict function, run in batches of KERAS_BATCH through its compiled predict
-    step (calling the model eagerly tile by tile took 2.7 times as long: a training epoch's validation)."""
+    step (calling the model eagerly tile by tile took 2.7 times as long: a training epoch's validation).
+    A short last batch is padded with zeros, so that the step (XLA-compiled in training) sees one shape."""
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        out = [model.predict_on_batch(batch[i : i + KERAS_BATCH].astype(np.float32))
-               for i in range(0, len(batch), KERAS_BATCH)]
+        out = []
+        for i in range(0, len(batch), KERAS_BATCH):
+            chunk = np.zeros((KERAS_BATCH, *batch.shape[1:]), np.float32)
+            n = min(KERAS_BATCH, len(batch) - i)
+            chunk[:n] = batch[i : i + n]
+            out.append(model.predict_on_batch(chunk)[:n])
         return np.concatenate(out)[..., 0]
 
     return predict

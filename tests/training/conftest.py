@@ -8,7 +8,8 @@ import pytest
 
 from edge.cli import main
 
-SMALL = ["--input-size", "64", "--base-filters", "8", "--depth", "3", "--batch", "8", "--verbose", "0"]
+# without XLA: its compile takes longer than these runs' training (one test trains with it)
+SMALL = ["--input-size", "64", "--base-filters", "8", "--depth", "3", "--batch", "8", "--verbose", "0", "--no-xla"]
 
 
 @pytest.fixture(scope="session")

@@ -51,16 +51,24 @@ def _weights(path):
     return keras.saving.load_model(path).get_weights()
 
 
-def test_same_seed_same_model_and_resume_continues(synth_rgb, small, tmp_path):
-    args = ["--data", str(synth_rgb), "--epoch-size", "16", *small]
-    assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "1", *args]) == 0
-    assert main(["train", "--out", str(tmp_path / "b"), "--epochs", "1", *args]) == 0
+@pytest.mark.parametrize("xla", ["--no-xla", "--xla"])
+def test_same_seed_same_model(synth_rgb, small, tmp_path, xla):
+    args = ["--data", str(synth_rgb), "--epoch-size", "16", "--epochs", "1", *small, xla]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["train", "--out", str(tmp_path / "b"), *args]) == 0
     for wa, wb in zip(_weights(tmp_path / "a" / "last.keras"), _weights(tmp_path / "b" / "last.keras")):
         np.testing.assert_array_equal(wa, wb)
-    assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "2", "--resume", *args]) == 0
+
+
+def test_resume_continues(synth_rgb, small, tmp_path):
+    args = ["--data", str(synth_rgb), "--epoch-size", "16", *small]
+    assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "1", *args]) == 0
+    assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "2", "--resume", "--ema", "0.9", *args]) == 0
     rows = list(csv.DictReader((tmp_path / "a" / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert ModelCard.load(tmp_path / "a" / "model.keras").model_sha256 == file_sha256(tmp_path / "a" / "model.keras")
+    card = ModelCard.load(tmp_path / "a" / "model.keras")
+    assert card.model_sha256 == file_sha256(tmp_path / "a" / "model.keras")
+    assert card.training["ema"] == 0.0  # the resumed optimizer's, not the ignored flag's
 
 
 def test_ema_keeps_the_averaged_weights(synth_rgb, small, tmp_path):
