@@ -40,7 +40,8 @@ async def _read_while_running(url: str, proc, allow_acknowledge: bool) -> dict:
         methods = [(await m.read_browse_name()).Name for m in await station.get_methods()]
         if allow_acknowledge:
             await station.call_method(f"{idx}:AcknowledgeAlarm")
-        while proc.poll() is None and await frames.read_value() < 40:
+        # 40 frames past the subscription and a reject event (a slow host can take a third of the video to subscribe)
+        while proc.poll() is None and (await frames.read_value() < max(first_seq, 0) + 40 or not events.seqs):
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)  # the last events and a state refresh
         state = {"frames": await frames.read_value(),
