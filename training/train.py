@@ -110,12 +110,6 @@ def distribution_scope(enabled: bool):
     raise BadInput(f"--distribute: not available on the {backend} backend (use tensorflow or jax)")
 
 
-def _seed_everything(seed: int) -> None:
-    # the same seed gives the same model on one machine, with or without XLA (a test checks both);
-    # TensorFlow's op determinism is not needed for it on a CPU, and it would switch XLA off
-    keras.utils.set_random_seed(seed)
-
-
 def _read_log(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -146,13 +140,14 @@ def run(args) -> int:
         architecture={"arch": args.arch, "base_filters": args.base_filters, "depth": args.depth,
                       "upsampling": args.upsampling},
     )
-    _seed_everything(args.seed)
+    # the same seed gives the same model on one machine, with or without XLA (a test checks both);
+    # TensorFlow's op determinism is not needed for it on a CPU, and it would switch XLA off
+    keras.utils.set_random_seed(args.seed)
     out.mkdir(parents=True, exist_ok=True)
     history = _read_log(out / "log.csv") if args.resume else []
     with distribution_scope(args.distribute):
         if history and (out / "last.keras").is_file():
             model = keras.saving.load_model(out / "last.keras")
-            model.jit_compile = args.xla
             print(f"resuming {out / 'last.keras'} after epoch {len(history)} with its optimizer's state "
                   f"(learning rate, --ema): --lr and --ema apply to new runs")
         else:
@@ -164,8 +159,8 @@ def run(args) -> int:
                 loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma, args.dice_over,
                                       args.tversky_alpha, args.tversky_gamma),
                 metrics=[Dice(), IoU()],
-                jit_compile=args.xla,
             )
+        model.jit_compile = args.xla  # a new or a resumed model alike
     batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
     best_so_far = max((float(row["val_dice"]) for row in history), default=None)
     validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed, args.target_recall)
