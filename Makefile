@@ -112,7 +112,8 @@ soak: $(VENV)/.installed-edge
 # pymodbus, selenium), and never TensorFlow or Keras, which it checks: a device test or an edge module
 # that needs either fails there (tests/conftest.py does not collect tests/training where Keras is not
 # installed). `make test` runs each test once: the training set in .venv, the device tests in
-# .venv-edge. (`.venv/bin/python -m pytest tests` runs both sets in .venv.)
+# .venv-edge, and lists each set's eight slowest tests (the whole suite should stay under 10 minutes).
+# (`.venv/bin/python -m pytest tests` runs both sets in .venv.)
 EDGE_VENV ?= .venv-edge
 EDGE_BIN = $(EDGE_VENV)/bin
 NO_TENSORFLOW = import importlib.util, sys; found = [m for m in ("tensorflow", "keras", "jax") if importlib.util.find_spec(m)]; \
@@ -131,10 +132,10 @@ $(EDGE_VENV)/.installed: setup.py | $(EDGE_BIN)/python
 	touch $@
 
 test-train: $(VENV)/.installed
-	$(BIN)/python -m pytest -q tests/training
+	$(BIN)/python -m pytest -q --durations=8 tests/training
 
 test-edge: $(EDGE_VENV)/.installed
-	$(EDGE_BIN)/python -m pytest -q tests
+	$(EDGE_BIN)/python -m pytest -q --durations=8 tests
 
 test: test-train test-edge
 
