@@ -65,7 +65,7 @@ def _add_train(sub) -> None:
                         "it takes a third off each step after about 20 s of compiling)")
     p.add_argument("--epoch-size", type=int, default=512, help="training crops per epoch")
     p.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val Dice")
-    p.add_argument("--time", type=float, default=0, help="stop after the epoch that passes this many minutes (0: no limit)")
+    p.add_argument("--time", type=float, default=0, help="minutes for the whole command: stop training when another epoch and the final scoring would not fit (0: no limit)")
     p.add_argument("--val-images", type=int, default=0,
                    help="score each epoch on this many val images drawn with the seed (0: all); the threshold and the card's metrics use all")
     p.add_argument("--resize", action="store_true", help="train on whole images resized to the input size, not crops")

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import time
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from edge.cli import main
 from edge.core.card import ModelCard, file_sha256
 from training.models import build_model
+from training.train import TimeLimit
 
 
 def test_short_training_on_an_easy_task_reaches_dice_above_0_8(trained_run, synth_rgb, tmp_path, capsys):
@@ -84,6 +86,17 @@ def test_ema_keeps_the_averaged_weights(synth_rgb, small, tmp_path):
         moved[run] = sum(float(np.sum((w.numpy() - w0.numpy()) ** 2)) for w, w0 in zip(model.trainable_weights, init))
     assert moved["ema"] < 0.1 * moved["raw"]
     assert ModelCard.load(tmp_path / "ema" / "model.keras").training["ema"] == 0.9999
+
+
+@pytest.mark.parametrize("tail_s, epochs", [(0, 4), (1700, 4), (1900, 1)])
+def test_time_limit_leaves_room_for_the_scoring_after_training(tail_s, epochs):
+    """A 60-minute limit: training stops early when one more epoch and the final scoring would pass it."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    limit = TimeLimit(60, time.monotonic() - 30 * 60, lambda: tail_s)  # loading took half of it
+    history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=4, verbose=0, callbacks=[limit])
+    assert len(history.epoch) == epochs
+    assert 30 <= history.history["minutes"][0] < 31
 
 
 def test_distribute_trains_with_the_backend_engine(synth_rgb, small, tmp_path):
