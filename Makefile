@@ -30,8 +30,8 @@ demo: $(VENV)/.installed-edge
 	$(BIN)/station demo --config config.yaml
 
 # How the bundled model (edge/inference/models/surfaces_int8.tflite) was made: 1500 of the generator's images
-# and the README recipe (config.yaml: Attention U-Net, base 8, 128x128 crops, 28 minutes, an image threshold
-# for every defective val image and a 5 % false-reject budget; about 30 minutes on a 2-core CPU), int8 with
+# and the README recipe (config.yaml: Attention U-Net, base 8, 128x128 crops, 30 minutes for the whole command, an
+# image threshold for every defective val image and a 5 % false-reject budget), int8 with
 # verified accuracy. The shipped file predates the border-covering crops (docs/training.md says why it stayed).
 MODEL = runs/default_model
 default-model: $(VENV)/.installed

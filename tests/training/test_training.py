@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import time
 
 import keras
@@ -53,39 +54,53 @@ def _weights(path):
     return keras.saving.load_model(path).get_weights()
 
 
-@pytest.mark.parametrize("xla", ["--no-xla", "--xla"])
-def test_same_seed_same_model(synth_rgb, small, tmp_path, xla):
-    args = ["--data", str(synth_rgb), "--epoch-size", "16", "--epochs", "1", *small, xla]
-    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
-    assert main(["train", "--out", str(tmp_path / "b"), *args]) == 0
-    for wa, wb in zip(_weights(tmp_path / "a" / "last.keras"), _weights(tmp_path / "b" / "last.keras")):
+@pytest.fixture(scope="module")
+def one_epoch(synth_rgb, small, tmp_path_factory):
+    """One epoch each, the same seed and options: `raw` and `again` plain, `ema` with --ema 0.9999."""
+    runs = tmp_path_factory.mktemp("one_epoch")
+    args = ["--data", str(synth_rgb), "--epochs", "1", "--epoch-size", "256", "--lr", "3e-3", *small]
+    for name, extra in (("raw", []), ("again", []), ("ema", ["--ema", "0.9999"])):
+        assert main(["train", "--out", str(runs / name), *args, *extra]) == 0
+    return runs
+
+
+def _same_weights(a, b):
+    for wa, wb in zip(_weights(a / "last.keras"), _weights(b / "last.keras")):
         np.testing.assert_array_equal(wa, wb)
 
 
-def test_resume_continues(synth_rgb, small, tmp_path):
-    args = ["--data", str(synth_rgb), "--epoch-size", "16", *small]
-    assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "1", *args]) == 0
-    assert main(["train", "--out", str(tmp_path / "a"), "--epochs", "2", "--resume", "--ema", "0.9", *args]) == 0
-    rows = list(csv.DictReader((tmp_path / "a" / "log.csv").open()))
+def test_same_seed_same_model(one_epoch):
+    _same_weights(one_epoch / "raw", one_epoch / "again")
+
+
+def test_same_seed_same_model_with_xla(synth_rgb, small, tmp_path):
+    args = ["--data", str(synth_rgb), "--epoch-size", "16", "--epochs", "1", *small, "--xla"]
+    assert main(["train", "--out", str(tmp_path / "a"), *args]) == 0
+    assert main(["train", "--out", str(tmp_path / "b"), *args]) == 0
+    _same_weights(tmp_path / "a", tmp_path / "b")
+
+
+def test_resume_continues(one_epoch, synth_rgb, small, tmp_path):
+    run = shutil.copytree(one_epoch / "raw", tmp_path / "a")
+    assert main(["train", "--data", str(synth_rgb), "--out", str(run), "--epochs", "2", "--epoch-size", "16",
+                 "--resume", "--ema", "0.9", *small]) == 0
+    rows = list(csv.DictReader((run / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["0", "1"]
-    card = ModelCard.load(tmp_path / "a" / "model.keras")
-    assert card.model_sha256 == file_sha256(tmp_path / "a" / "model.keras")
+    card = ModelCard.load(run / "model.keras")
+    assert card.model_sha256 == file_sha256(run / "model.keras")
     assert card.training["ema"] == 0.0  # the resumed optimizer's, not the ignored flag's
 
 
-def test_ema_keeps_the_averaged_weights(synth_rgb, small, tmp_path):
+def test_ema_keeps_the_averaged_weights(one_epoch):
     """With --ema near 1 the saved model stays near the first step's weights while the raw ones move on."""
-    args = ["--data", str(synth_rgb), "--epochs", "1", "--epoch-size", "256", "--lr", "3e-3", *small]
-    assert main(["train", "--out", str(tmp_path / "raw"), *args]) == 0
-    assert main(["train", "--out", str(tmp_path / "ema"), "--ema", "0.9999", *args]) == 0
     keras.utils.set_random_seed(0)
     init = build_model("attention_unet", 64, 3, 8, 3).trainable_weights
     moved = {}
     for run in ("raw", "ema"):
-        model = keras.saving.load_model(tmp_path / run / "model.keras")
+        model = keras.saving.load_model(one_epoch / run / "model.keras")
         moved[run] = sum(float(np.sum((w.numpy() - w0.numpy()) ** 2)) for w, w0 in zip(model.trainable_weights, init))
     assert moved["ema"] < 0.1 * moved["raw"]
-    assert ModelCard.load(tmp_path / "ema" / "model.keras").training["ema"] == 0.9999
+    assert ModelCard.load(one_epoch / "ema" / "model.keras").training["ema"] == 0.9999
 
 
 @pytest.mark.parametrize("tail_s, epochs", [(0, 4), (1700, 4), (1900, 1)])
@@ -121,8 +136,6 @@ def test_gray_data_gives_a_one_channel_model_and_resize_mode_evaluates(small, tm
 
 
 def test_eval_skip_bad_lists_the_bad_pair_and_goes_on(trained_run, synth_rgb, tmp_path, capsys):
-    import shutil
-
     data = shutil.copytree(synth_rgb, tmp_path / "d")
     (data / "images" / "0042.png").write_bytes(b"broken")
     out = tmp_path / "e.json"
@@ -171,8 +184,6 @@ def test_small_defects_on_mostly_clean_parts_train_with_the_default_recipe(small
 
 
 def test_card_has_an_image_threshold_and_eval_calibrates_and_draws(trained_run, synth_rgb, tmp_path):
-    import shutil
-
     run = shutil.copytree(trained_run, tmp_path / "run")  # --calibrate rewrites the card
     trained = ModelCard.load(run / "model.keras").image_decision
     assert trained.target_recall == 1.0 and trained.recall == 1.0 and trained.defective_images >= 1
