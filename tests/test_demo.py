@@ -17,6 +17,7 @@ from training.surfaces import (
     add_defect,
     apply_defect,
     defect_mask,
+    main as surfaces_main,
     strip,
     texture,
     write_conveyor,
@@ -55,6 +56,17 @@ def test_defects_land_inside_the_rows_asked_for():
     assert kind is not None and mask.sum() >= 60
     rows = np.nonzero(mask.any(axis=1))[0]
     assert rows.min() >= 240 and rows.max() < 480
+
+
+@pytest.mark.parametrize("clean", [0.0, 1.0])
+def test_the_dataset_command_writes_the_clean_share_asked(tmp_path, monkeypatch, clean):
+    out = tmp_path / "data"
+    monkeypatch.setattr("sys.argv", ["surfaces", "--out", str(out), "--images", "12", "--height", "96",
+                                     "--width", "128", "--clean-fraction", str(clean)])
+    surfaces_main()
+    masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((out / "masks").glob("*.png"))]
+    defective = [m.any() for m in masks]
+    assert len(masks) == 12 and defective.count(True) == (0 if clean else 12)
 
 
 def test_conveyor_video_and_its_ground_truth(tmp_path):

@@ -266,6 +266,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=None, help="folder dataset to write")
     p.add_argument("--images", type=int, default=600, help="dataset images")
+    p.add_argument("--clean-fraction", type=float, default=0.3, help="share of dataset images without a defect")
     p.add_argument("--video", default=None, help="conveyor video to write (MJPG .avi), ground truth beside it as .csv")
     p.add_argument("--frames", type=int, default=300, help="video frames")
     p.add_argument("--fps", type=float, default=15.0, help="video frame rate")
@@ -276,7 +277,7 @@ def main() -> None:
     if not (a.out or a.video):
         p.error("give --out, --video or both")
     if a.out:
-        print(f"wrote {write_dataset(a.out, a.images, (a.height, a.width), seed=a.seed)} ({a.images} images)")
+        print(f"wrote {write_dataset(a.out, a.images, (a.height, a.width), a.clean_fraction, a.seed)} ({a.images} images)")
     if a.video:
         truth = write_conveyor(a.video, a.frames, (a.height, a.width), a.fps, seed=a.seed + 1)
         print(f"wrote {a.video} ({a.frames} frames, {sum(t['defect'] for t in truth)} with a defect) and its .csv")
