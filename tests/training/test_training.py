@@ -114,6 +114,21 @@ def test_time_limit_leaves_room_for_the_scoring_after_training(tail_s, epochs):
     assert 30 <= history.history["minutes"][0] < 31
 
 
+def test_time_limit_does_not_count_the_first_step_as_an_epoch():
+    """A 6 s limit and a first step that takes 4 s (a compile): four fast epochs still fit."""
+
+    class Compile(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0 and not hasattr(self, "done"):
+                self.done = time.sleep(4)
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    limit = TimeLimit(0.1, time.monotonic(), lambda: 0)
+    history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), batch_size=1, epochs=4, verbose=0, callbacks=[Compile(), limit])
+    assert len(history.epoch) == 4
+
+
 def test_distribute_trains_with_the_backend_engine(synth_rgb, small, tmp_path):
     """MirroredStrategy over the one CPU here; several GPUs are what it is for."""
     assert main(["train", "--data", str(synth_rgb), "--out", str(tmp_path / "d"), "--epochs", "1",
