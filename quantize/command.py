@@ -13,6 +13,7 @@ writing the report) when the int8 file's Dice on the verification split drops mo
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import shutil
@@ -20,7 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edge.core.card import ImageDecision, ModelCard
+from edge.core.card import DECISION_FIGURES, ImageDecision, ModelCard
 from edge.core.errors import BadInput
 from edge.evaluation.dataset import list_samples, read_pairs
 from edge.inference.predictors import load_keras
@@ -59,12 +60,14 @@ def _edgetpu(int8_file: Path, out: Path) -> dict:
 
 def _file_card(card: ModelCard, fmt: str, path: Path, result: dict, split: str) -> ModelCard:
     """The card of one TFLite file: the Keras card with this file's format, input type and metrics."""
-    file_card = dataclasses.replace(card, format=f"tflite-{fmt}", input=dataclasses.replace(card.input))
+    file_card = dataclasses.replace(card, format=f"tflite-{fmt}", input=dataclasses.replace(card.input),
+                                    metrics=copy.deepcopy(card.metrics))
     file_card.input.dtype = result["input_dtype"]
+    keys = ("dice", "iou", "precision", "recall", "mean_image_dice", "image_recall", "false_reject_rate", "dice_drop",
+            "image_auroc", "image_ap", *DECISION_FIGURES)
+    file_card.metrics[f"{split}_{fmt}"] = {k: result[k] for k in keys if k in result}
     if "image_decision" in result:  # re-picked on val from this file's own maps: int8 shifts the scores
-        file_card.image_decision = result["image_decision"] and ImageDecision(**result["image_decision"])
-    keys = ("dice", "iou", "precision", "recall", "mean_image_dice", "image_recall", "false_reject_rate", "dice_drop")
-    file_card.metrics = {**card.metrics, f"{split}_{fmt}": {k: result[k] for k in keys}}
+        file_card.decide(result["image_decision"] and ImageDecision(**result["image_decision"]))
     return file_card
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.core.card import ModelCard
 from edge.evaluation.evaluate import calibrate, predict_maps
-from edge.evaluation.metrics import evaluate_maps
+from edge.evaluation.metrics import evaluate_maps, image_metrics
 from edge.inference.predictors import keras_predict
 from edge.inference.runtime import TFLiteModel
 
@@ -35,6 +35,8 @@ def verify(keras_model, files: dict[str, Path], pairs: list, card: ModelCard, ca
         if calibrate_images and (point := card.image_decision):
             picked = calibrate(probs, masks, point.target_recall, point.smooth_px, point.false_reject_budget)
             scores["image_decision"] = picked and dataclasses.asdict(picked)
+            if picked:  # the file's own catch and false-reject rates at its own image threshold
+                scores.update(image_metrics(probs, masks, picked.image_threshold, picked.smooth_px))
         results[fmt] = {
             **scores,
             "dice_drop": results["keras"]["dice"] - scores["dice"],

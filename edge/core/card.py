@@ -127,6 +127,15 @@ class ModelCard:
             raise BadInput(f"{path}: written for another model file (sha256 {card.model_sha256} != {actual})")
         return card
 
+    def decide(self, decision: "ImageDecision | None") -> None:
+        """Set the image decision; figures measured at another image threshold leave the metrics, so
+        that every threshold-bound figure the card states is the station's own operating point's."""
+        self.image_decision = decision
+        for figures in self.metrics.values():
+            if figures.get("image_threshold") not in (None, decision and decision.image_threshold):
+                for key in DECISION_FIGURES:
+                    figures.pop(key, None)
+
     def save(self, model_path: str | Path) -> Path:
         """Write the card beside `model_path`, with that file's SHA-256, and return the card's path."""
         self.model_sha256 = file_sha256(model_path)
@@ -136,6 +145,7 @@ class ModelCard:
 
 
 SCHEMA = TypeAdapter(ModelCard)
+DECISION_FIGURES = ("image_threshold", "score_recall", "score_false_reject_rate")  # metrics at one image threshold
 
 
 def check_overlap(overlap: int, spec: InputSpec) -> None:

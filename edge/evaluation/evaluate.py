@@ -119,8 +119,8 @@ def run(args) -> int:
         predict, card = loaded.predict, loaded.card
         pairs, _ = read_pairs(list_samples(args.data, "val"), card.input.channels, args.skip_bad)
         probs = predict_maps([image for _, image, _ in pairs], predict, card, progress=True)
-        card.image_decision = calibrate(probs, [m for _, _, m in pairs], args.target_recall, args.score_smooth,
-                                        args.false_reject_budget)
+        card.decide(calibrate(probs, [m for _, _, m in pairs], args.target_recall, args.score_smooth,
+                              args.false_reject_budget))
         card.save(args.model)
         if point := card.image_decision:
             print(f"image threshold {point.image_threshold:.6f} on val: catches {point.recall:.3f} of "

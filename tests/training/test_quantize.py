@@ -65,6 +65,24 @@ def test_int8_card_keeps_the_threshold_and_picks_its_own_image_threshold(quantiz
     assert point.target_recall == keras_card.image_decision.target_recall and point.recall >= point.target_recall
     val = evaluate_model(quantized[1] / "model_int8.tflite", synth_rgb, "val")
     assert val["image_threshold"] == point.image_threshold and val["score_recall"] == point.recall
+    assert card.metrics["val_int8"]["score_recall"] == point.recall
+    assert card.metrics["val_int8"]["score_false_reject_rate"] == point.false_reject_rate
+
+
+def test_a_card_states_figures_at_its_own_image_threshold_only(quantized, synth_rgb, tmp_path):
+    """`eval --calibrate` picks another image threshold (here one that may reject half the clean val
+    images): the figures measured at the old one leave the card's metrics."""
+    for suffix in (".tflite", ".json"):
+        shutil.copy(quantized[1] / f"model_int8{suffix}", tmp_path / f"model{suffix}")
+    before = ModelCard.load(tmp_path / "model.tflite")
+    assert main(["eval", "--model", str(tmp_path / "model.tflite"), "--data", str(synth_rgb), "--calibrate",
+                 "--false-reject-budget", "0.5"]) == 0
+    card = ModelCard.load(tmp_path / "model.tflite")
+    assert card.image_decision.image_threshold != before.image_decision.image_threshold
+    stated = {name: m["image_threshold"] for name, m in card.metrics.items() if "image_threshold" in m}
+    assert set(stated.values()) <= {card.image_decision.image_threshold}
+    assert all("score_recall" not in m for name, m in card.metrics.items() if name not in stated)
+    assert card.metrics["val"]["dice"] == before.metrics["val"]["dice"]
 
 
 def test_eval_runs_on_the_tflite_file(quantized, synth_rgb, tmp_path):
