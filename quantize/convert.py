@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from edge.core.card import ModelCard
 from edge.evaluation.dataset import list_samples, read_image, read_mask
-from edge.inference.segment import cut_tiles, resize_input
+from edge.inference.segment import cut_tiles, resize_input, scaled, scaled_mask
 
 FORMATS = ("int8", "float16", "float32")
 
@@ -44,6 +44,7 @@ def calibration_tiles(data: str | Path, card: ModelCard, count: int = 200, seed:
         if card.preprocess.mode == "resize":
             tiles, flags = [resize_input(image, spec)], [bool(mask.any())]
         else:
+            image, mask = scaled(image, card.preprocess.scale), scaled_mask(mask, card.preprocess.scale)
             tiles, origins = cut_tiles(image, card)
             flags = [bool(mask[y : y + spec.height, x : x + spec.width].any()) for y, x in origins]
         for tile, flag in zip(tiles, flags):

@@ -38,6 +38,18 @@ def test_tiles_go_through_one_batched_call():
     assert calls == [3 * 4]
 
 
+def test_a_scaled_card_tiles_the_frame_at_its_scale_and_maps_back_to_the_frame_size():
+    image = np.zeros((140, 202, 1), np.uint8)
+    image[40:80, 60:120] = 255
+    calls = []
+    card = _card("tile")
+    card.preprocess.scale = 0.5
+    prob = probability_map(image, lambda b: calls.append(len(b)) or _brightness(b), card)
+    assert calls == [3 * 4]  # the tiles of a 70 x 101 frame, not of 140 x 202 (5 x 7)
+    assert prob.shape == (140, 202)
+    assert prob[45:75, 65:115].min() > 0.99 and prob[:35].max() < 0.01 and prob[85:].max() < 0.01
+
+
 def test_resize_mode_maps_back_to_the_frame_size_and_converts_colour():
     image = np.full((60, 90, 3), 255, np.uint8)
     prob = probability_map(image, _brightness, _card("resize", channels=1))

@@ -40,6 +40,7 @@ from edge.evaluation.metrics import (
 )
 from edge.inference.decision import image_score
 from edge.inference.predictors import keras_predict
+from edge.inference.segment import scaled, scaled_mask
 from training.data import CropDataset
 from training.losses import Dice, IoU, SegmentationLoss
 from training.models import build_model
@@ -148,6 +149,8 @@ def run(args) -> int:
     started = time.monotonic()
     cv2.setNumThreads(1)  # the crops are cheap; OpenCV's own thread pool only fought the backend's (30 % slower steps)
     out = Path(args.out)
+    if not 0 < args.scale <= 1 or (args.resize and args.scale != 1):
+        raise BadInput(f"--scale: expected a number in (0, 1] for crops and tiles (not with --resize), got {args.scale}")
     samples = list_samples(args.data)
     by_split = {s: [x for x in samples if x.split == s] for s in ("train", "val", "test")}
     for split in ("train", "val"):
@@ -163,7 +166,7 @@ def run(args) -> int:
     card = ModelCard(
         name=f"{Path(args.data).name}_{args.arch}",
         input=InputSpec(args.input_size, args.input_size, channels, "RGB" if channels == 3 else "GRAY"),
-        preprocess=Preprocess(mode="resize" if args.resize else "tile", overlap=args.overlap),
+        preprocess=Preprocess(mode="resize" if args.resize else "tile", overlap=args.overlap, scale=args.scale),
         architecture={"arch": args.arch, "base_filters": args.base_filters, "depth": args.depth,
                       "upsampling": args.upsampling},
     )
@@ -188,7 +191,8 @@ def run(args) -> int:
                 metrics=[Dice(), IoU()],
             )
         model.jit_compile = args.xla  # a new or a resumed model alike
-    batches = CropDataset(train_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
+    crop_pairs = [(name, scaled(image, args.scale), scaled_mask(mask, args.scale)) for name, image, mask in train_pairs]
+    batches = CropDataset(crop_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
     best_so_far = max((float(row["val_dice"]) for row in history), default=None)
     validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed, args.target_recall)
     # with --ema the averaged weights are in the model from each epoch's end to the next one's start:

@@ -56,6 +56,7 @@ class Preprocess:
     mode: Literal["tile", "resize"] = "tile"
     overlap: Annotated[int, Strict(), Field(ge=0)] = 32
     stitch: Literal["mean", "max"] = "mean"  # how overlapping tile probabilities are merged
+    scale: Annotated[float, Strict(), Field(gt=0, le=1)] = 1.0  # tile: the frame is resized by this before tiling (0.5: half resolution)
 
 
 @dataclass

@@ -5,7 +5,8 @@
 `predict` maps a uint8 batch (N, h, w, C) of model-sized inputs to probabilities (N, h, w).
 In `tile` mode the frame is cut into model-sized tiles that overlap by `card.preprocess.overlap`
 pixels (frames smaller than a tile are reflect-padded), all tiles go through one batched call,
-and overlapping probabilities are merged by mean or max. In `resize` mode the whole frame is
+and overlapping probabilities are merged by mean or max; with `card.preprocess.scale` below 1 the
+frame is first resized by it (the model was trained at that resolution) and the map resized back. In `resize` mode the whole frame is
 resized to the model input and the map resized back.
 """
 
@@ -39,6 +40,20 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     if channels == 1:
         return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
     return np.repeat(image, 3, axis=2)
+
+
+def scaled(image: np.ndarray, scale: float) -> np.ndarray:
+    """An image resized by `scale` with pixel-area averaging (as it is at 1)."""
+    if scale == 1:
+        return image
+    h, w = image.shape[:2]
+    size = (max(round(w * scale), 1), max(round(h * scale), 1))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], *image.shape[2:])
+
+
+def scaled_mask(mask: np.ndarray, scale: float) -> np.ndarray:
+    """A 0/1 mask resized by `scale`: a pixel is defective where defects cover at least half of it."""
+    return mask if scale == 1 else (scaled(mask.astype(np.float32), scale) >= 0.5).astype(mask.dtype)
 
 
 def cut_tiles(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -85,5 +100,9 @@ def probability_map(image: np.ndarray, predict: Predict, card: ModelCard) -> np.
     if card.preprocess.mode == "resize":
         prob = predict(resize_input(image, spec)[None])[0]
         return cv2.resize(prob.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    tiles, origins = cut_tiles(image, card)
-    return stitch(predict(tiles), origins, image.shape[:2], card.preprocess.stitch)
+    small = scaled(image, card.preprocess.scale)
+    tiles, origins = cut_tiles(small, card)
+    prob = stitch(predict(tiles), origins, small.shape[:2], card.preprocess.stitch)
+    if small is image:
+        return prob
+    return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -99,6 +99,7 @@ BAD = [
     ({}, _card("threshold", DELETE), "model.json: threshold: missing"),
     ({}, _card("preprocess.mode", "zoom"), "model.json: preprocess.mode: expected 'tile' or 'resize', got 'zoom'"),
     ({}, _card("preprocess.stitch", "median"), "model.json: preprocess.stitch: expected 'mean' or 'max', got 'median'"),
+    ({}, _card("preprocess.scale", 0), "model.json: preprocess.scale: expected greater than 0, got 0"),
     ({}, _card("preprocess.overlap", 128),
      "model.json: preprocess.overlap: 128 is not smaller than the model's 128x128 tile"),
     ({}, _card("input.height", -128), "model.json: input.height: expected greater than or equal to 1, got -128"),
