@@ -112,7 +112,7 @@ class ModelCard:
         except ValidationError as exc:
             raise BadInput(f"{path}: {describe(exc.errors()[0])}") from None
         read = dataclasses.asdict(card)
-        optional = ("model_sha256", "image_decision", "image_decision.false_reject_budget")  # older cards lack them
+        optional = ("model_sha256", "image_decision", "image_decision.false_reject_budget", "preprocess.scale")  # older cards lack them
         if missing := [key for key in _keys_only_in(read, raw) if key not in optional]:
             raise BadInput(f"{path}: {missing[0]}: missing (a card states every value; none is assumed)")
         if unknown := _keys_only_in(raw, read):

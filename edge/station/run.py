@@ -134,8 +134,10 @@ def _run(config: StationConfig, signals: StopSignals, tee, bench_invoke: int) ->
     started = time.monotonic()
     inspector = Inspector(config, tee)
     streams = f" x {len(inspector.models)} streams" if len(inspector.models) > 1 else ""
-    print(f"model {inspector.model.describe()}{streams}; {inspector.card.preprocess.mode} "
-          f"{inspector.card.input.height}x{inspector.card.input.width}, threshold {inspector.rules.threshold:.2f}",
+    pre = inspector.card.preprocess
+    scale = f" at scale {pre.scale:g}" if pre.mode == "tile" and pre.scale != 1 else ""
+    print(f"model {inspector.model.describe()}{streams}; {pre.mode} "
+          f"{inspector.card.input.height}x{inspector.card.input.width}{scale}, threshold {inspector.rules.threshold:.2f}",
           flush=True)
     source, pipeline, failure, notifier = None, None, None, Notifier.from_environment()
     try:

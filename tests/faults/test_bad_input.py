@@ -129,9 +129,11 @@ def test_an_older_card_without_hash_or_a_newer_one_with_more_keys_runs_with_a_wa
     assert warning in caplog.text
 
 
-def test_a_card_from_before_the_false_reject_budget_runs_without_one(station):
-    assert _run(station, {}, _card("image_decision.false_reject_budget", DELETE)) == 0
-    assert ModelCard.load(station / "model.tflite").image_decision.false_reject_budget == 0.0
+@pytest.mark.parametrize("key, default", [("image_decision.false_reject_budget", 0.0), ("preprocess.scale", 1.0)])
+def test_a_card_from_before_a_key_runs_with_its_default(station, key, default):
+    assert _run(station, {}, _card(key, DELETE)) == 0
+    section, name = key.split(".")
+    assert getattr(getattr(ModelCard.load(station / "model.tflite"), section), name) == default
 
 
 @pytest.mark.parametrize("key, template, message", [
