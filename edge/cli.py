@@ -69,7 +69,7 @@ def _add_train(sub) -> None:
     p.add_argument("--val-images", type=int, default=0,
                    help="score each epoch on this many val images drawn with the seed (0: all); the threshold and the card's metrics use all")
     p.add_argument("--resize", action="store_true", help="train on whole images resized to the input size, not crops")
-    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels when whole images are tiled")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels when whole images are tiled (pixels at --scale)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="resolution the model works at: images (and, from the card, the device's frames) are resized by "
                         "this before cropping and tiling; 0.5 sees twice the context per crop at a quarter of the cost, "
@@ -134,7 +134,8 @@ def _add_quantize(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration tile choice")
     p.add_argument("--input-size", default=None, metavar="N|HxW",
                    help="export the same weights at this input size (divisible by 2**depth): larger tiles waste less "
-                        "on overlap; 1088x1920 runs a 1920x1080 frame as one tile (use fewer --calib-images)")
+                        "on overlap; 1088x1920 runs a 1920x1080 frame as one tile (use fewer --calib-images; with the card's "
+                        "scale below 1, the frame size times the scale: 544x960 at 0.5)")
 
 
 def _add_run(sub) -> None:

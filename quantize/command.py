@@ -4,7 +4,7 @@
 
 `--input-size 1088x1920` exports the same weights at another input size (a fully convolutional net
 takes any size divisible by 2**depth): larger tiles waste less on overlap, and a 1920x1080 camera
-runs as one tile.
+runs as one tile (at a card's `preprocess.scale` below 1, the frame's size times the scale).
 
 Writes OUT/model_<format>.tflite with its card, OUT/report.md and OUT/report.json. Exits 1 (after
 writing the report) when the int8 file's Dice on the verification split drops more than

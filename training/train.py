@@ -192,6 +192,9 @@ def run(args) -> int:
             )
         model.jit_compile = args.xla  # a new or a resumed model alike
     crop_pairs = [(name, scaled(image, args.scale), scaled_mask(mask, args.scale)) for name, image, mask in train_pairs]
+    if lost := sum(m.any() and not small.any() for (_, _, m), (_, _, small) in zip(train_pairs, crop_pairs)):
+        print(f"warning: at --scale {args.scale:g} the defects of {lost} training images cover no pixel by half "
+              f"and train as clean: thin or tiny defects need a larger scale")
     batches = CropDataset(crop_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
     best_so_far = max((float(row["val_dice"]) for row in history), default=None)
     validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed, args.target_recall)

@@ -117,6 +117,8 @@ class ModelCard:
             raise BadInput(f"{path}: {missing[0]}: missing (a card states every value; none is assumed)")
         if unknown := _keys_only_in(raw, read):
             log.warning("%s: unknown keys ignored: %s", path, ", ".join(unknown))
+        if card.preprocess.mode == "resize" and card.preprocess.scale != 1:
+            raise BadInput(f"{path}: preprocess.scale: {card.preprocess.scale} goes with tile mode only, not resize")
         if card.preprocess.mode == "tile":
             try:
                 check_overlap(card.preprocess.overlap, card.input)

@@ -70,7 +70,7 @@ class SourceConfig(Section):
 
 class PreprocessConfig(Section):
     mode: Literal["card", "tile", "resize"] = Field("card", description="card: as the model card says")
-    overlap: int | None = Field(None, ge=0, description="tile overlap in pixels (default: the card's)")
+    overlap: int | None = Field(None, ge=0, description="tile overlap in pixels, at the card's scale (default: the card's)")
     stitch: Literal["mean", "max"] | None = Field(None, description="how overlapping tiles merge (default: the card's)")
     roi: Annotated[tuple[int, int, int, int], Strict(False)] | None = Field(  # not strict: a YAML list is a tuple here
         None, description="[x, y, width, height]: only this part of the frame is inspected")

@@ -68,6 +68,9 @@ class Inspector:
             self.idle_models.put(model)
         pre = config.preprocess
         if pre.mode != "card":
+            if pre.mode == "resize" and card.preprocess.scale != 1:
+                log.warning("preprocess.mode resize: the model was trained at scale %g of tiles; it sees whole "
+                            "frames resized instead", card.preprocess.scale)
             card.preprocess.mode = pre.mode
         card.preprocess.overlap = card.preprocess.overlap if pre.overlap is None else pre.overlap
         card.preprocess.stitch = pre.stitch or card.preprocess.stitch

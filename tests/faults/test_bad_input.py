@@ -100,6 +100,8 @@ BAD = [
     ({}, _card("preprocess.mode", "zoom"), "model.json: preprocess.mode: expected 'tile' or 'resize', got 'zoom'"),
     ({}, _card("preprocess.stitch", "median"), "model.json: preprocess.stitch: expected 'mean' or 'max', got 'median'"),
     ({}, _card("preprocess.scale", 0), "model.json: preprocess.scale: expected greater than 0, got 0"),
+    ({}, _card("preprocess", {"mode": "resize", "overlap": 32, "stitch": "mean", "scale": 0.5}),
+     "model.json: preprocess.scale: 0.5 goes with tile mode only, not resize"),
     ({}, _card("preprocess.overlap", 128),
      "model.json: preprocess.overlap: 128 is not smaller than the model's 128x128 tile"),
     ({}, _card("input.height", -128), "model.json: input.height: expected greater than or equal to 1, got -128"),

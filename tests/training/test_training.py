@@ -164,7 +164,11 @@ def test_a_model_trained_at_half_scale_says_so_in_its_card_and_maps_whole_images
     assert main(["eval", "--model", str(tmp_path / "q" / "model_int8.tflite"), "--data", str(data), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["images"] == 3
     assert ModelCard.load(tmp_path / "q" / "model_int8.tflite").preprocess.scale == 0.5
-    capsys.readouterr()
+    assert "train as clean" not in capsys.readouterr().out
+    # at a twentieth of 80 x 120 pixels no defect covers half a pixel: said, not silently learnt as clean
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "tiny"), "--epochs", "1", "--epoch-size", "8",
+                 "--scale", "0.05", *small]) == 0
+    assert "train as clean" in capsys.readouterr().out
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--scale", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--scale" in err and "\n" not in err
