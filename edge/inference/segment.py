@@ -6,8 +6,8 @@
 In `tile` mode the frame is cut into model-sized tiles that overlap by `card.preprocess.overlap`
 pixels (frames smaller than a tile are reflect-padded), all tiles go through one batched call,
 and overlapping probabilities are merged by mean or max; with `card.preprocess.scale` below 1 the
-frame is first resized by it (the model was trained at that resolution) and the map resized back. In `resize` mode the whole frame is
-resized to the model input and the map resized back.
+frame is first resized by it (the model was trained at that resolution) and the map resized back.
+In `resize` mode the whole frame is resized to the model input and the map resized back.
 """
 
 from __future__ import annotations
