@@ -73,7 +73,7 @@ def _add_train(sub) -> None:
     p.add_argument("--scale", type=float, default=1.0,
                    help="resolution the model works at: images (and, from the card, the device's frames) are resized by "
                         "this before cropping and tiling; 0.5 sees twice the context per crop at a quarter of the cost, "
-                        "for defects at least about 6 px across")
+                        "for defects a few pixels across or more")
     p.add_argument("--bce-weight", type=float, default=1.0, help="weight of the cross-entropy loss")
     p.add_argument("--dice-weight", type=float, default=1.0, help="weight of the soft Dice loss")
     p.add_argument("--focal-gamma", type=float, default=0.0, help="> 0 turns the cross-entropy into focal loss")
