@@ -98,11 +98,11 @@ def probability_map(image: np.ndarray, predict: Predict, card: ModelCard) -> np.
     """The HxW defect probability of an RGB or gray uint8 image."""
     spec = card.input
     if card.preprocess.mode == "resize":
-        prob = predict(resize_input(image, spec)[None])[0]
-        return cv2.resize(prob.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-    small = scaled(image, card.preprocess.scale)
-    tiles, origins = cut_tiles(small, card)
-    prob = stitch(predict(tiles), origins, small.shape[:2], card.preprocess.stitch)
-    if small is image:
+        prob = predict(resize_input(image, spec)[None])[0].astype(np.float32)
+    else:
+        small = scaled(image, card.preprocess.scale)
+        tiles, origins = cut_tiles(small, card)
+        prob = stitch(predict(tiles), origins, small.shape[:2], card.preprocess.stitch)
+    if prob.shape == image.shape[:2]:
         return prob
     return cv2.resize(prob, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
