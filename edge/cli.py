@@ -91,7 +91,7 @@ def _add_train(sub) -> None:
     p.add_argument("--score-smooth", type=_smooth, default=None, metavar="PX|auto",
                    help="box mean (px) before the image score's max (0: the plain max; auto: the one of 0, 3, 5, 9 with the fewest val false rejects)")
     p.add_argument("--min-area", type=int, default=MIN_AREA_PX, help="smallest predicted region (px) that rejects an image (card metrics)")
-    p.add_argument("--resume", action="store_true", help="continue RUN/last.keras from its last epoch")
+    p.add_argument("--resume", action="store_true", help="continue RUN/last.keras from its last epoch (with the settings RUN/settings.json recorded)")
     p.add_argument("--distribute", action="store_true",
                    help="data-parallel over all devices (MirroredStrategy on tensorflow, DataParallel on jax)")
     p.add_argument("--skip-bad", action="store_true", help="list and skip bad image/mask pairs instead of stopping")

@@ -4,14 +4,16 @@
 
 RUN/model.keras is the best epoch by val Dice (measured on whole val images, tiled as the edge
 tiles them; `--val-images N` scores a fixed sample when all of val costs more than the epoch),
-RUN/last.keras the latest (for --resume), RUN/log.csv one row per epoch. At the end the threshold
-with the best val Dice is picked and the val and test metrics go into RUN/model.json.
+RUN/last.keras the latest (for --resume, which must keep the settings RUN/settings.json recorded),
+RUN/log.csv one row per epoch. At the end the threshold with the best val Dice is picked and the val
+and test metrics go into RUN/model.json.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -144,6 +146,23 @@ def _read_log(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+# the settings that shape the model and what it sees: a resumed run must keep them
+RUN_SETTINGS = ("arch", "input_size", "base_filters", "depth", "upsampling", "channels", "resize", "scale", "overlap")
+
+
+def _check_resumable(out: Path, settings: dict) -> None:
+    """Refuses to resume a run with settings other than the ones RUN/settings.json recorded at its start."""
+    path = out / "settings.json"
+    if not path.is_file():  # a run from before the file existed
+        return
+    recorded = json.loads(path.read_text())
+    for key, value in settings.items():
+        if key in recorded and recorded[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise BadInput(f"--resume: {out} was trained with {flag}={recorded[key]}, not {value} "
+                           f"(give the run's settings, or a new --out)")
+
+
 def run(args) -> int:
     """The `station train` verb."""
     started = time.monotonic()
@@ -157,6 +176,13 @@ def run(args) -> int:
         if not by_split[split]:
             raise BadInput(f"{args.data}: no images in split {split!r} (training needs train and val)")
     channels = args.channels or image_channels(by_split["train"][0].image)
+    history = _read_log(out / "log.csv") if args.resume and (out / "last.keras").is_file() else []
+    settings = {key: getattr(args, key) for key in RUN_SETTINGS} | {"channels": channels}
+    if history:
+        _check_resumable(out, settings)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
     train_pairs, skipped = read_pairs(by_split["train"], channels, args.skip_bad)
     val_pairs, skipped_val = read_pairs(by_split["val"], channels, args.skip_bad)
     read_s = (time.monotonic() - started) / len(by_split["train"] + by_split["val"])  # per image

@@ -91,6 +91,17 @@ def test_resume_continues(one_epoch, synth_rgb, small, tmp_path):
     assert card.training["ema"] == 0.0  # the resumed optimizer's, not the ignored flag's
 
 
+def test_resume_refuses_settings_other_than_the_runs(one_epoch, synth_rgb, small, tmp_path, capsys):
+    """A run resumed at another scale would train on crops its first epochs never saw, and its card
+    would tell the device to tile frames at the new scale."""
+    run = shutil.copytree(one_epoch / "raw", tmp_path / "a")
+    args = ["train", "--data", str(synth_rgb), "--out", str(run), "--epochs", "2", "--epoch-size", "16", "--resume"]
+    assert main([*args, *small, "--scale", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--scale=1.0, not 0.5" in err and str(run) in err and "\n" not in err
+    assert len(list(csv.DictReader((run / "log.csv").open()))) == 1  # nothing trained
+
+
 def test_ema_keeps_the_averaged_weights(one_epoch):
     """With --ema near 1 the saved model stays near the first step's weights while the raw ones move on."""
     keras.utils.set_random_seed(0)
