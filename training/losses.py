@@ -27,25 +27,18 @@ class SegmentationLoss(keras.losses.Loss):
       nothing here (the cross-entropy keeps them clean). A 20-pixel blowhole counts as much as a
       region covering half the crop.
 
-    `image` weighs an image-level cross-entropy on the highest probability (the station's image score):
-    on a clean crop its highest anywhere, towards 0; on a defective crop its highest on the defect,
-    towards 1. The pixel terms give one confident false spot on a clean crop, or one faint blowhole,
-    a 1/16384 share of a crop's loss; this term gives each its crop's whole weight. (The highest
-    anywhere on a defective crop, as plain multiple-instance learning has it, rewarded any bright
-    pixel near a defect: val image AUROC 0.5 for 13 epochs on magnetic_tile.)
-
     `alpha` makes it a Tversky index, TP / (TP + alpha FN + (1 - alpha) FP) (0.5: Dice; above 0.5
     missed defect pixels cost more than false ones), and `gamma` raises the loss to that power
     (focal Tversky, Abraham and Khan 2019: 0.75 keeps pushing crops that are already good).
     """
 
     def __init__(self, bce: float = 1.0, dice: float = 1.0, focal_gamma: float = 0.0, dice_over: str = "image",
-                 alpha: float = 0.5, gamma: float = 1.0, image: float = 0.0, name: str = "segmentation_loss", **kwargs):
+                 alpha: float = 0.5, gamma: float = 1.0, name: str = "segmentation_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         if dice_over not in DICE_OVER:
             raise ValueError(f"dice_over: expected one of {DICE_OVER}, got {dice_over!r}")
         self.bce, self.dice, self.focal_gamma, self.dice_over = bce, dice, focal_gamma, dice_over
-        self.alpha, self.gamma, self.image = alpha, gamma, image
+        self.alpha, self.gamma = alpha, gamma
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
@@ -67,16 +60,11 @@ class SegmentationLoss(keras.losses.Loss):
         if self.dice_over == "defective":
             has = ops.cast(ops.sum(y_true, axis=axes) > 0, y_pred.dtype)
             overlap_loss = overlap_loss * has / ops.maximum(ops.mean(has), EPS)  # the batch mean = mean over defective crops
-        loss = self.bce * ops.mean(ce, axis=axes) + self.dice * overlap_loss
-        if self.image:
-            label = ops.max(y_true, axis=axes)
-            on_defect = ops.maximum(ops.max(y_true * p, axis=axes), EPS)  # a defect's highest, not any pixel's
-            loss = loss - self.image * (label * ops.log(on_defect) + (1 - label) * ops.log(1 - ops.max(p, axis=axes)))
-        return loss
+        return self.bce * ops.mean(ce, axis=axes) + self.dice * overlap_loss
 
     def get_config(self):
         return {**super().get_config(), "bce": self.bce, "dice": self.dice, "focal_gamma": self.focal_gamma,
-                "dice_over": self.dice_over, "alpha": self.alpha, "gamma": self.gamma, "image": self.image}
+                "dice_over": self.dice_over, "alpha": self.alpha, "gamma": self.gamma}
 
 
 class _OverlapMetric(keras.metrics.Metric):

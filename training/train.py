@@ -215,7 +215,7 @@ def run(args) -> int:
             model.compile(
                 optimizer=keras.optimizers.Adam(args.lr, use_ema=args.ema > 0, ema_momentum=args.ema),
                 loss=SegmentationLoss(args.bce_weight, args.dice_weight, args.focal_gamma, args.dice_over,
-                                      args.tversky_alpha, args.tversky_gamma, args.image_weight),
+                                      args.tversky_alpha, args.tversky_gamma),
                 metrics=[Dice(), IoU()],
             )
         model.jit_compile = args.xla  # a new or a resumed model alike
@@ -274,7 +274,7 @@ def run(args) -> int:
         "ema": float(model.optimizer.ema_momentum) if model.optimizer.use_ema else 0.0,
         **{k: getattr(args, k) for k in ("seed", "batch", "lr", "epoch_size", "bce_weight", "dice_weight",
                                           "focal_gamma", "dice_over", "tversky_alpha", "tversky_gamma", "prior",
-                                          "image_weight", "dilate", "distribute")},
+                                          "dilate", "distribute")},
     }
     card.save(out / "model.keras")
     floor = all_defect_dice(val_masks)

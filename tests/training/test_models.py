@@ -177,17 +177,6 @@ def test_dice_over_defective_ignores_clean_crops_and_averages_the_others():
     assert float(np.mean(keras.ops.convert_to_numpy(loss.call(clean, clean + 0.3)))) == 0.0
 
 
-def test_image_term_pushes_a_clean_crops_highest_probability_down_and_a_defects_highest_up():
-    y = np.zeros((2, 4, 4, 1), "float32")
-    y[1, 0, 0] = 1.0  # a one-pixel defect
-    p = np.full((2, 4, 4, 1), 0.1, "float32")
-    p[0, 3, 3] = 0.8  # one confident false spot on the clean crop
-    p[1, 2, 2] = 0.6  # the defective crop's highest probability is off its defect (0.1): it does not count
-    pixel = keras.ops.convert_to_numpy(SegmentationLoss(1.0, 1.0).call(y, p))
-    both = keras.ops.convert_to_numpy(SegmentationLoss(1.0, 1.0, image=2.0).call(y, p))
-    np.testing.assert_allclose(both - pixel, [-2 * np.log(1 - 0.8), -2 * np.log(0.1)], rtol=1e-5)
-
-
 def test_tversky_alpha_makes_misses_cost_more_than_false_alarms_and_0_5_is_dice():
     y = np.zeros((1, 4, 4, 1), "float32")
     y[0, :2] = 1.0  # 8 defect pixels

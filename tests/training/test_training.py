@@ -166,10 +166,10 @@ def test_a_model_trained_at_half_scale_says_so_in_its_card_and_maps_whole_images
 
     data = write_dataset(tmp_path / "gray", images=20, size=(80, 120), channels=1, seed=2)
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "h"), "--epochs", "1", "--epoch-size", "16",
-                 "--scale", "0.5", "--dilate", "1", "--image-weight", "0.5", *small]) == 0
+                 "--scale", "0.5", "--dilate", "1", *small]) == 0
     card = ModelCard.load(tmp_path / "h" / "model.keras")
     assert (card.preprocess.mode, card.preprocess.scale, card.input.height) == ("tile", 0.5, 64)
-    assert (card.training["dilate"], card.training["image_weight"]) == (1, 0.5)
+    assert card.training["dilate"] == 1
     assert main(["quantize", "--model", str(tmp_path / "h" / "model.keras"), "--calib", str(data), "--out",
                  str(tmp_path / "q"), "--formats", "int8", "--calib-images", "8", "--max-drop", "1"]) == 0
     out = tmp_path / "e.json"
