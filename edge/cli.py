@@ -84,9 +84,6 @@ def _add_train(sub) -> None:
     p.add_argument("--prior", type=float, default=0.01,
                    help="defect probability the untrained model starts at (output bias logit(prior); 0.5: a zero bias)")
     p.add_argument("--tversky-gamma", type=float, default=1.0, help="power of the Dice/Tversky loss (0.75: focal Tversky)")
-    p.add_argument("--dilate", type=int, default=0, metavar="PX",
-                   help="grow the training masks' defects by this many pixels (at --scale): more positives for tiny ones; "
-                        "val and test are scored on the masks as labelled")
     p.add_argument("--target-recall", type=float, default=1.0,
                    help="image-level threshold picked on val to catch this share of defective images (stored in the card)")
     p.add_argument("--false-reject-budget", type=_fraction, default=0.0, metavar="RATE",

@@ -37,15 +37,6 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tu
     return np.clip(x, 0, 255).astype(np.float32), np.ascontiguousarray(mask)
 
 
-def dilate_labels(mask: np.ndarray, px: int) -> np.ndarray:
-    """Grow every defect by `px` pixels (a disc), so a blowhole of a few pixels gives the loss a ring
-    of positives around it; 0 leaves the mask as it is."""
-    if px <= 0 or not mask.any():
-        return mask
-    y, x = np.ogrid[-px : px + 1, -px : px + 1]
-    return cv2.dilate(mask, (x * x + y * y <= px * px).astype(np.uint8))
-
-
 def pad_to(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Reflect-pad an image and its mask so both sides are at least `size`."""
     pad_h, pad_w = max(size - image.shape[0], 0), max(size - image.shape[1], 0)

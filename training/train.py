@@ -43,7 +43,7 @@ from edge.evaluation.metrics import (
 from edge.inference.decision import image_score
 from edge.inference.predictors import keras_predict
 from edge.inference.segment import scaled, scaled_mask
-from training.data import CropDataset, dilate_labels
+from training.data import CropDataset
 from training.losses import Dice, IoU, SegmentationLoss
 from training.models import build_model
 
@@ -170,8 +170,6 @@ def run(args) -> int:
     out = Path(args.out)
     if not 0 < args.scale <= 1 or (args.resize and args.scale != 1):
         raise BadInput(f"--scale: expected a number in (0, 1] for crops and tiles (not with --resize), got {args.scale}")
-    if args.dilate < 0:
-        raise BadInput(f"--dilate: expected pixels >= 0, got {args.dilate}")
     samples = list_samples(args.data)
     by_split = {s: [x for x in samples if x.split == s] for s in ("train", "val", "test")}
     for split in ("train", "val"):
@@ -223,7 +221,6 @@ def run(args) -> int:
     if lost := sum(m.any() and not small.any() for (_, _, m), (_, _, small) in zip(train_pairs, crop_pairs)):
         print(f"warning: at --scale {args.scale:g} the defects of {lost} training images cover no pixel by half "
               f"and train as clean: thin or tiny defects need a larger scale")
-    crop_pairs = [(name, image, dilate_labels(mask, args.dilate)) for name, image, mask in crop_pairs]
     batches = CropDataset(crop_pairs, args.input_size, args.batch, args.epoch_size, args.seed, resize=args.resize)
     best_so_far = max((float(row["val_dice"]) for row in history), default=None)
     validation = WholeImageValidation(val_pairs, card, args.val_images, args.seed, args.target_recall)
@@ -274,7 +271,7 @@ def run(args) -> int:
         "ema": float(model.optimizer.ema_momentum) if model.optimizer.use_ema else 0.0,
         **{k: getattr(args, k) for k in ("seed", "batch", "lr", "epoch_size", "bce_weight", "dice_weight",
                                           "focal_gamma", "dice_over", "tversky_alpha", "tversky_gamma", "prior",
-                                          "dilate", "distribute")},
+                                          "distribute")},
     }
     card.save(out / "model.keras")
     floor = all_defect_dice(val_masks)

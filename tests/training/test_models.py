@@ -113,17 +113,6 @@ def test_crops_hold_defects_as_often_as_asked_even_when_most_images_are_clean():
     np.testing.assert_array_equal(batches[1][0], again[1][0])  # same seed, same batches
 
 
-def test_dilated_labels_grow_each_defect_by_a_disc_and_leave_clean_masks_clean():
-    from training.data import dilate_labels
-
-    mask = np.zeros((9, 9), np.uint8)
-    mask[4, 4] = 1
-    grown = dilate_labels(mask, 2)
-    assert grown.sum() == 13 and grown[4, 2] and grown[2, 4] and not grown[2, 2]  # a radius-2 disc, not a square
-    assert dilate_labels(mask, 0) is mask
-    assert not dilate_labels(np.zeros((9, 9), np.uint8), 2).any()
-
-
 def test_clean_crops_cover_an_images_corners_about_as_often_as_its_centre():
     from training.data import random_crop
 

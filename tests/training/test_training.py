@@ -166,10 +166,9 @@ def test_a_model_trained_at_half_scale_says_so_in_its_card_and_maps_whole_images
 
     data = write_dataset(tmp_path / "gray", images=20, size=(80, 120), channels=1, seed=2)
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "h"), "--epochs", "1", "--epoch-size", "16",
-                 "--scale", "0.5", "--dilate", "1", *small]) == 0
+                 "--scale", "0.5", *small]) == 0
     card = ModelCard.load(tmp_path / "h" / "model.keras")
     assert (card.preprocess.mode, card.preprocess.scale, card.input.height) == ("tile", 0.5, 64)
-    assert card.training["dilate"] == 1
     assert main(["quantize", "--model", str(tmp_path / "h" / "model.keras"), "--calib", str(data), "--out",
                  str(tmp_path / "q"), "--formats", "int8", "--calib-images", "8", "--max-drop", "1"]) == 0
     out = tmp_path / "e.json"
@@ -184,9 +183,6 @@ def test_a_model_trained_at_half_scale_says_so_in_its_card_and_maps_whole_images
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--scale", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--scale" in err and "\n" not in err
-    assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--dilate", "-1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "--dilate" in err and "\n" not in err
 
 
 def test_eval_skip_bad_lists_the_bad_pair_and_goes_on(trained_run, synth_rgb, tmp_path, capsys):
